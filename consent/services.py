@@ -1,0 +1,30 @@
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import transaction
+
+from consent.models import ConsentRecord
+from neuronx.context import Actor
+
+
+@transaction.atomic
+def consent_append(
+    *, actor: Actor, lead: Any, records: Iterable[Mapping[str, Any]]
+) -> list[ConsentRecord]:
+    """Append consent records to a lead's ledger. Records are never updated or deleted."""
+    rows = [
+        ConsentRecord(
+            tenant=actor.tenant,
+            lead=lead,
+            scope=record["scope"],
+            granted=record["granted"],
+            captured_at=record["captured_at"],
+            source=record["source"],
+            evidence=record.get("evidence") or "",
+            expires_at=record.get("expires_at"),
+            recorded_by=actor.label,
+            request_id=actor.request_id,
+        )
+        for record in records
+    ]
+    return ConsentRecord.objects.bulk_create(rows)

@@ -1,0 +1,136 @@
+"""Idempotency keys: claim, replay, complete and release, safe under concurrency.
+
+A claim is a row unique on (tenant, key), inserted and committed before the action runs, so a
+concurrent request with the same key sees it and answers `409 idempotency_key_in_use`. The
+action and the stored outcome commit in one transaction (see `neuronx.views`), so a crash can
+never leave an effect without its record. 5xx outcomes delete the claim so the client may retry.
+"""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from neuronx import errors
+from neuronx.models import IdempotencyRecord, Tenant
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Response headers worth replaying; the rest (rate limits, request id) describe the new request.
+REPLAYED_RESPONSE_HEADERS = ("Location", "Content-Type", "Deprecation", "Sunset")
+
+
+@dataclass(frozen=True)
+class Replay:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+
+def idempotency_key_parse(raw: str | None) -> str:
+    if raw is None or raw == "":
+        raise errors.IdempotencyKeyRequired(
+            "This operation requires an `Idempotency-Key` header (1–255 printable ASCII characters)."
+        )
+    if not _VALID_KEY.match(raw):
+        raise errors.IdempotencyKeyRequired(
+            "`Idempotency-Key` must be 1–255 printable ASCII characters without spaces."
+        )
+    return raw
+
+
+def request_fingerprint(*, method: str, path: str, body: bytes, content_type: str) -> str:
+    """A hash of method, path and body; JSON bodies are compared by meaning, not by bytes."""
+    canonical = body
+    if content_type.startswith("application/json") and body:
+        try:
+            canonical = json.dumps(
+                json.loads(body), sort_keys=True, separators=(",", ":")
+            ).encode()
+        except (ValueError, UnicodeDecodeError):
+            canonical = body
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), canonical):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def idempotency_claim(
+    *, tenant: Tenant, key: str, fingerprint: str, method: str, path: str, request_id: str
+) -> IdempotencyRecord | Replay:
+    """Claim `key` for this request, or return the stored outcome to replay.
+
+    Raises `IdempotencyKeyReused` for a different request and `IdempotencyKeyInUse` while the
+    first request is still running.
+    """
+    for _ in range(3):
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(
+                    tenant=tenant,
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=method,
+                    path=path,
+                    locked_at=now,
+                    request_id=request_id,
+                )
+        except IntegrityError:
+            pass
+        existing = IdempotencyRecord.objects.filter(tenant=tenant, key=key).first()
+        if existing is None:
+            continue  # released between our insert and our read: try to claim again
+        if existing.fingerprint != fingerprint:
+            raise errors.IdempotencyKeyReused(
+                "This Idempotency-Key was used with a different request "
+                f"({existing.method} {existing.path}); use a new key for a new request."
+            )
+        if existing.state == IdempotencyRecord.State.COMPLETED:
+            return Replay(
+                status=existing.response_status or 200,
+                body=existing.response_body,
+                headers=dict(existing.response_headers),
+            )
+        stale = now - timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
+        if existing.locked_at < stale:
+            # The first request died without completing or releasing: take the claim over.
+            taken = IdempotencyRecord.objects.filter(
+                pk=existing.pk, state=IdempotencyRecord.State.IN_FLIGHT, locked_at=existing.locked_at
+            ).update(locked_at=now, request_id=request_id)
+            if taken:
+                existing.locked_at = now
+                return existing
+        raise errors.IdempotencyKeyInUse(
+            "A request with this Idempotency-Key is still in progress; retry shortly."
+        )
+    raise errors.IdempotencyKeyInUse("The Idempotency-Key is contended; retry shortly.")
+
+
+def idempotency_complete(
+    *, record: IdempotencyRecord, status: int, body: str, headers: dict[str, str]
+) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        state=IdempotencyRecord.State.COMPLETED,
+        response_status=status,
+        response_body=body,
+        response_headers=headers,
+    )
+
+
+def idempotency_release(*, record: IdempotencyRecord) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_FLIGHT).delete()
+
+
+def idempotency_purge(*, older_than: timedelta | None = None) -> int:
+    """Delete records past retention (24 h by default). Returns how many were removed."""
+    retention = older_than or timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - retention).delete()
+    return deleted

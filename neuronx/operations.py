@@ -1,0 +1,101 @@
+"""The per-operation contract: declared once on each API action, read by everything else.
+
+Authentication, scope checks, rate limiting, idempotency, usage docs and the OpenAPI schema all
+read the `Operation` attached to a view method, so they cannot disagree. A system check
+(`neuronx.checks`) fails when a `/v1/` operation has none.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+RateClass = Literal["read", "write", "bulk", "webhooks"]
+
+# Error codes every authenticated operation can answer with.
+BASE_ERRORS = (
+    "authentication_failed",
+    "permission_denied",
+    "tenant_mismatch",
+    "rate_limited",
+    "internal_error",
+    "service_unavailable",
+)
+IDEMPOTENCY_ERRORS = ("idempotency_key_required", "idempotency_key_in_use", "idempotency_key_reused")
+BODY_ERRORS = ("malformed_request", "payload_too_large", "unsupported_media_type", "validation_error")
+
+NO_CONSENT: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operation:
+    rate_class: RateClass
+    scope: str
+    consent: tuple[str, ...]
+    usage: str | None
+    idempotent: bool
+    errors: tuple[str, ...] = ()
+    has_body: bool = False
+    consent_note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error_codes(self) -> tuple[str, ...]:
+        codes = list(BASE_ERRORS)
+        if self.idempotent:
+            codes += IDEMPOTENCY_ERRORS
+        if self.has_body:
+            codes += BODY_ERRORS
+        if self.consent:
+            codes.append("consent_required")
+        codes += self.errors
+        return tuple(dict.fromkeys(codes))
+
+    def as_extension(self) -> dict[str, Any]:
+        return {
+            "rate_class": self.rate_class,
+            "scope": self.scope,
+            "consent": list(self.consent),
+            "consent_note": self.consent_note or None,
+            "usage": self.usage,
+            "idempotent": self.idempotent,
+        }
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def operation(
+    *,
+    rate_class: RateClass,
+    scope: str,
+    consent: tuple[str, ...],
+    usage: str | None,
+    idempotent: bool,
+    errors: tuple[str, ...] = (),
+    has_body: bool = False,
+    consent_note: str = "",
+) -> Callable[[F], F]:
+    """Declare the contract of one API action. `consent=NO_CONSENT` says 'none' explicitly."""
+    declared = Operation(
+        rate_class=rate_class,
+        scope=scope,
+        consent=consent,
+        usage=usage,
+        idempotent=idempotent,
+        errors=errors,
+        has_body=has_body,
+        consent_note=consent_note,
+    )
+
+    def attach(func: F) -> F:
+        func.operation = declared  # type: ignore[attr-defined]
+        return func
+
+    return attach
+
+
+def operation_of(view: Any, method_name: str | None) -> Operation | None:
+    if method_name is None:
+        return None
+    handler = getattr(view, method_name, None)
+    return getattr(handler, "operation", None)

@@ -1,0 +1,155 @@
+"""OpenAPI generation: the per-operation contract, problem responses and the security scheme."""
+
+from collections import defaultdict
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+
+from neuronx.errors import CATALOG
+from neuronx.idempotency import HEADER as IDEMPOTENCY_HEADER
+from neuronx.operations import operation_of
+
+EXTENSION = "x-neuronx-operation"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+_RESPONSE_HEADERS = {
+    "X-Request-ID": {
+        "description": "Echo of the sent request id, or a generated one.",
+        "schema": {"type": "string"},
+        "required": True,
+    },
+    "RateLimit-Policy": {
+        "description": 'Quota of the rate-limit class, e.g. `"write";q=300;w=60`.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'Remaining quota and seconds to reset, e.g. `"write";r=297;t=42`.',
+        "schema": {"type": "string"},
+    },
+}
+
+
+class OperationAutoSchema(AutoSchema):
+    def get_operation(
+        self, path: str, path_regex: str, path_prefix: str, method: str, registry: Any
+    ) -> dict[str, Any] | None:
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        op = operation_of(self.view, getattr(self.view, "action", None))
+        if operation is None or op is None:
+            return operation
+        operation[EXTENSION] = op.as_extension()
+        if op.idempotent:
+            operation.setdefault("parameters", []).insert(
+                0,
+                {
+                    "name": IDEMPOTENCY_HEADER,
+                    "in": "header",
+                    "required": True,
+                    "description": "Unique key for this request (1–255 printable ASCII). A retry "
+                    "with the same key and request replays the first outcome.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                               "pattern": "^[\\x21-\\x7e]+$"},
+                },
+            )
+        operation.setdefault("parameters", []).append(
+            {
+                "name": "X-Request-ID",
+                "in": "header",
+                "required": False,
+                "description": "Caller's request id (≤ 128 safe characters), echoed back.",
+                "schema": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9._:@+=/-]+$"},
+            }
+        )
+        for response in operation["responses"].values():
+            response["headers"] = {**_RESPONSE_HEADERS, **response.get("headers", {})}
+        by_status: dict[int, list[str]] = defaultdict(list)
+        for code in op.error_codes:
+            by_status[CATALOG[code].status].append(code)
+        for status, codes in sorted(by_status.items()):
+            headers = dict(_RESPONSE_HEADERS)
+            if status == 429:
+                headers["Retry-After"] = {"schema": {"type": "integer"}, "required": True,
+                                          "description": "Seconds until the budget resets."}
+            operation["responses"][str(status)] = {
+                "description": "Problem: " + ", ".join(f"`{c}`" for c in codes),
+                "headers": headers,
+                "content": {
+                    "application/problem+json": {
+                        "schema": PROBLEM_REF,
+                        "examples": {
+                            code: {"value": _example(code)} for code in codes
+                        },
+                    }
+                },
+            }
+        return operation
+
+
+def _example(code: str) -> dict[str, Any]:
+    error = CATALOG[code]
+    example: dict[str, Any] = {
+        "type": error.type_uri,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.meaning,
+        "code": code,
+        "request_id": "req_0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+    }
+    if code == "validation_error":
+        example["errors"] = [{"field": "email", "code": "invalid", "message": "Enter a valid email address."}]
+    if code == "permission_denied":
+        example["required_scope"] = "leads:write"
+    if code == "consent_required":
+        example["missing_scopes"] = ["data.profiling"]
+    if code == "lead_exists":
+        example["existing_id"] = "lead_01JF3Q8Z6X7Y8Z9A0B1C2D3E4F"
+    return example
+
+
+def postprocess_problem_components(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = {
+        "type": "object",
+        "description": "RFC 9457 problem details with a stable `code` from the error catalog.",
+        "required": ["type", "title", "status", "detail", "code", "request_id"],
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string", "enum": sorted(CATALOG)},
+            "request_id": {"type": "string", "nullable": True},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "code", "message"],
+                    "properties": {
+                        "field": {"type": "string"},
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            "required_scope": {"type": "string"},
+            "missing_scopes": {"type": "array", "items": {"type": "string"}},
+            "existing_id": {"type": "string"},
+            "retry_after": {"type": "integer"},
+        },
+        "additionalProperties": True,
+    }
+    return result
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "neuronx.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "nxk_<prefix>_<secret>",
+            "description": "A tenant API key: `Authorization: Bearer nxk_…`. Keys carry scopes.",
+        }

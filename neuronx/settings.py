@@ -1,0 +1,237 @@
+"""NeuronX settings: every value comes from the environment, read by typed readers that fail loudly."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"Environment variable {name} is required.")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false).")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+# The embedded development setup (no DATABASE_URL) runs with a built-in key; any other
+# deployment must set SECRET_KEY or fail to start.
+EMBEDDED = "DATABASE_URL" not in os.environ
+SECRET_KEY = env_str("SECRET_KEY", "embedded-development-only-key-0f8e1d2c3b4a59687766554433221100" if EMBEDDED else None)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+# API keys are hashed with a keyed hash; rotating SECRET_KEY must not invalidate every key.
+API_KEY_HASH_KEY = env_str("API_KEY_HASH_KEY", SECRET_KEY)
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_ratelimit",
+    "neuronx",
+    "gtm_api",
+    "consent",
+    "usage",
+    "webhooks",
+]
+
+MIDDLEWARE = [
+    "neuronx.middleware.RequestIdMiddleware",
+    "neuronx.middleware.ProblemMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+ROOT_URLCONF = "neuronx.urls"
+WSGI_APPLICATION = "neuronx.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'neuronx.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions serialise writers up front instead of failing on lock upgrade,
+    # which keeps the concurrent tests meaningful on SQLite too.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 30}
+    )
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_cache_url = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL")
+CACHES: dict[str, Any]
+if _cache_url:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": _cache_url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+    }
+    SILENCED_SYSTEM_CHECKS: list[str] = []
+else:
+    # Development only: a per-process cache. Rate limits are then per process, not shared.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+
+# Static files are only the offline API docs assets (drf-spectacular-sidecar), served by
+# WhiteNoise straight from the installed packages: no CDN, no collectstatic step.
+STATIC_URL = "/static/"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Request limits: a JSON body larger than DATA_UPLOAD_MAX_MEMORY_SIZE is answered with
+# 413 payload_too_large; no request body at all may exceed MAX_REQUEST_BODY_BYTES (uploads).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_JSON_BODY_BYTES", 1_048_576)
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 536_870_912)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["neuronx.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["neuronx.permissions.OperationScopePermission"],
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["neuronx.renderers.JsonRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "neuronx.pagination.CursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "neuronx.schema.OperationAutoSchema",
+    "EXCEPTION_HANDLER": "neuronx.problems.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
+    "COERCE_DECIMAL_TO_STRING": False,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NeuronX GTM API",
+    "DESCRIPTION": (
+        "The public GTM API of the NeuronX Sales OS: lead ingestion, qualification, routing, "
+        "appointments, payment initiation, status and outbound webhooks. Every error is an "
+        "RFC 9457 problem document with a stable `code`; see the error catalog."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "COMPONENT_NO_READ_ONLY_REQUIRED": False,
+    "ENUM_NAME_OVERRIDES": {},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "neuronx.schema.postprocess_problem_components",
+    ],
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+
+# Celery: with no broker configured, tasks run eagerly in-process (development).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE = {
+    "idempotency-cleanup": {
+        "task": "neuronx.tasks.idempotency_cleanup",
+        "schedule": 3600.0,
+    },
+}
+
+IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 24)
+# An in-flight claim older than this is taken to belong to a crashed worker and may be retaken.
+IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 120)
+
+# Default per-API-key limits of each rate-limit class; tenants may override them.
+RATE_LIMITS = {
+    "read": env_str("RATE_LIMIT_READ", "600/m"),
+    "write": env_str("RATE_LIMIT_WRITE", "300/m"),
+    "bulk": env_str("RATE_LIMIT_BULK", "20/m"),
+    "webhooks": env_str("RATE_LIMIT_WEBHOOKS", "60/m"),
+}
+
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "neuronx.logging.RequestIdFilter"}},
+    "formatters": {"json": {"()": "neuronx.logging.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.request": {"level": "ERROR", "propagate": False, "handlers": []},
+        "django.server": {"level": "WARNING"},
+    },
+}
+
+if not DEBUG:
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)

@@ -1,0 +1,15 @@
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from neuronx.problems import not_found_view
+
+urlpatterns = [
+    path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("v1/", include("gtm_api.urls")),
+    # Anything else is a problem document, not Django's HTML page, whatever DEBUG says.
+    re_path(r"^.*$", not_found_view),
+]
+
+handler404 = "neuronx.problems.not_found_view"
+handler500 = "neuronx.problems.server_error_view"

@@ -1,0 +1,207 @@
+"""The base of every public viewset: one request lifecycle for all 7 API categories.
+
+Order of checks: route and method (404/405) → authentication and tenant pin (401/403, counted
+against the caller's rate budget first) → rate limit (429) → scope (403) → idempotency (400/409/
+422 or replay) → the action, which validates input (400/415/422) and calls one service.
+"""
+
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpResponse, HttpResponseBase
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.viewsets import GenericViewSet
+
+from neuronx import errors
+from neuronx.context import Actor
+from neuronx.idempotency import (
+    HEADER,
+    REPLAYED_HEADER,
+    REPLAYED_RESPONSE_HEADERS,
+    Replay,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_key_parse,
+    idempotency_release,
+    request_fingerprint,
+)
+from neuronx.operations import Operation, operation_of
+from neuronx.pagination import CursorPagination
+from neuronx.ratelimit import RateState, rate_consume
+
+
+class JsonOnlyNegotiation(BaseContentNegotiation):
+    """The API speaks JSON whatever `Accept` says; errors are problem+json."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        content_type = request.content_type or ""
+        for parser in parsers:
+            if content_type.split(";")[0].strip() == parser.media_type:
+                return parser
+        return None
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+class ApiViewSet(GenericViewSet):
+    http_method_names = ["get", "post", "patch", "delete", "head"]
+    content_negotiation_class = JsonOnlyNegotiation
+    rate_state: RateState | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        self.args = args
+        self.kwargs = kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        self.rate_state = None
+        method = request.method.lower()
+        handler = getattr(self, method, None) if method in self.http_method_names else None
+        try:
+            if handler is None or operation_of(self, self.action) is None:
+                raise drf_exceptions.MethodNotAllowed(request.method)
+            self.initial(request, *args, **kwargs)
+            if self.operation.idempotent:
+                return self._dispatch_idempotent(request, handler, *args, **kwargs)
+            response = handler(request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        return self._finalize(request, response, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(
+            request
+        )
+        auth_error: errors.ApiError | None = None
+        try:
+            api_key = request.auth
+        except errors.ApiError as exc:
+            auth_error, api_key = exc, None
+        if api_key is not None:
+            request._request.tenant_id = api_key.tenant_id  # type: ignore[attr-defined]
+        self.rate_state = rate_consume(
+            request=request, api_key=api_key, rate_class=self.operation.rate_class
+        )
+        if self.rate_state is not None and self.rate_state.exceeded:
+            exc = errors.RateLimited(
+                f"Rate limit of the `{self.operation.rate_class}` class exceeded; "
+                f"retry in {self.rate_state.reset} seconds.",
+                retry_after=self.rate_state.reset,
+            )
+            exc.headers["Retry-After"] = str(max(self.rate_state.reset, 1))
+            raise exc
+        if auth_error is not None:
+            raise auth_error
+        self.check_permissions(request)
+
+    def _dispatch_idempotent(
+        self, request: Request, handler: Any, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        key = idempotency_key_parse(request.headers.get(HEADER))
+        django_request = request._request
+        claim = idempotency_claim(
+            tenant=self.actor.tenant,
+            key=key,
+            fingerprint=request_fingerprint(
+                method=request.method,
+                path=django_request.get_full_path(),
+                body=django_request.body,
+                content_type=request.content_type or "",
+            ),
+            method=request.method,
+            path=django_request.get_full_path(),
+            request_id=self.actor.request_id,
+        )
+        if isinstance(claim, Replay):
+            replay = HttpResponse(claim.body, status=claim.status)
+            for name, value in claim.headers.items():
+                replay[name] = value
+            replay[REPLAYED_HEADER] = "true"
+            return self._finalize(request, replay, *args, **kwargs)
+        try:
+            with transaction.atomic():
+                response = self._finalize(request, handler(request, *args, **kwargs), *args, **kwargs)
+                if response.status_code >= 500:
+                    raise errors.ApiError("The action failed.")
+                self._store(claim, response)
+            return response
+        except Exception as exc:
+            response = self._finalize(request, self.handle_exception(exc), *args, **kwargs)
+            if response.status_code < 500:
+                self._store(claim, response)
+            else:
+                idempotency_release(record=claim)
+            return response
+
+    @staticmethod
+    def _store(record: Any, response: HttpResponseBase) -> None:
+        assert isinstance(response, HttpResponse)
+        idempotency_complete(
+            record=record,
+            status=response.status_code,
+            body=response.content.decode(),
+            headers={h: response[h] for h in REPLAYED_RESPONSE_HEADERS if response.has_header(h)},
+        )
+
+    def _finalize(
+        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        response = self.finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response):
+            response.render()
+        if self.rate_state is not None:
+            for name, value in self.rate_state.headers().items():
+                response[name] = value
+        return response
+
+    # -- helpers for actions -----------------------------------------------------------------
+
+    @property
+    def operation(self) -> Operation:
+        op = operation_of(self, self.action)
+        assert op is not None, f"{type(self).__name__}.{self.action} declares no operation"
+        return op
+
+    @property
+    def actor(self) -> Actor:
+        api_key = self.request.auth
+        return Actor(
+            tenant=api_key.tenant,
+            api_key=api_key,
+            request_id=getattr(self.request._request, "request_id", ""),
+        )
+
+    def validated(self, serializer_class: type[BaseSerializer], **context: Any) -> Any:
+        """Validate the JSON object body with `serializer_class`; returns validated data."""
+        request = self.request
+        raw = request._request.body
+        if raw and not (request.content_type or "").startswith("application/json"):
+            raise drf_exceptions.UnsupportedMediaType(request.content_type or "(none)")
+        data = request.data
+        if not isinstance(data, dict):
+            raise errors.MalformedRequest("The body must be a JSON object.")
+        serializer = serializer_class(data=data, context={"view": self, **context})
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def query(self, serializer_class: type[BaseSerializer]) -> Any:
+        """Validate filter query parameters with `serializer_class`; unknown ones are errors."""
+        params = self.request.query_params.dict()
+        for name in (CursorPagination.page_size_query_param, CursorPagination.cursor_query_param):
+            params.pop(name, None)
+        serializer = serializer_class(data=params)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def paginated(self, queryset: Any, serializer_class: type[BaseSerializer]) -> Response:
+        page = self.paginate_queryset(queryset)
+        assert page is not None
+        return self.get_paginated_response(serializer_class(page, many=True).data)
