@@ -31,9 +31,9 @@ def consent_state(
     now = at or timezone.now()
     records = history if history is not None else consent_history(lead=lead)
     latest: dict[str, ConsentRecord] = {}
-    for record in records:  # newest first, so the first seen per scope is the latest
-        if record.captured_at <= now:
-            latest.setdefault(record.scope, record)
+    for entry in records:  # newest first, so the first seen per scope is the latest
+        if entry.captured_at <= now:
+            latest.setdefault(entry.scope, entry)
     states = {}
     for scope in CONSENT_SCOPES:
         record = latest.get(scope)

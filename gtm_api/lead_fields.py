@@ -16,7 +16,7 @@ MAX_ATTRIBUTE_KEY = 64
 MAX_ATTRIBUTE_TEXT = 1000
 
 _email_validator = EmailValidator()
-_COUNTRIES = frozenset(country.alpha_2 for country in pycountry.countries)
+COUNTRY_CODES = frozenset(country.alpha_2 for country in pycountry.countries)
 
 
 class FieldInvalid(ValueError):
@@ -50,7 +50,7 @@ def normalize_phone(value: str, country: str | None = None) -> str:
 
 def normalize_country(value: str) -> str:
     code = value.strip().upper()
-    if code not in _COUNTRIES:
+    if code not in COUNTRY_CODES:
         raise FieldInvalid("invalid_country", f"{value!r} is not an ISO 3166-1 alpha-2 code.")
     return code
 
@@ -60,14 +60,18 @@ def validate_attributes(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FieldInvalid("invalid_attributes", "attributes must be a JSON object.")
     if len(value) > MAX_ATTRIBUTES:
-        raise FieldInvalid("too_many_attributes", f"attributes may hold at most {MAX_ATTRIBUTES} keys.")
+        raise FieldInvalid(
+            "too_many_attributes", f"attributes may hold at most {MAX_ATTRIBUTES} keys."
+        )
     for key, item in value.items():
         if not key or len(key) > MAX_ATTRIBUTE_KEY:
             raise FieldInvalid(
                 "invalid_attribute_key", f"Attribute keys must be 1–{MAX_ATTRIBUTE_KEY} characters."
             )
         if isinstance(item, dict | list):
-            raise FieldInvalid("nested_attribute", f"attributes.{key} must be a scalar, not nested.")
+            raise FieldInvalid(
+                "nested_attribute", f"attributes.{key} must be a scalar, not nested."
+            )
         if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_TEXT:
             raise FieldInvalid(
                 "attribute_too_long", f"attributes.{key} exceeds {MAX_ATTRIBUTE_TEXT} characters."

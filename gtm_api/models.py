@@ -42,7 +42,9 @@ class Lead(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "email"], condition=Q(email__isnull=False), name="lead_unique_email"
+                fields=["tenant", "email"],
+                condition=Q(email__isnull=False),
+                name="lead_unique_email",
             ),
             models.UniqueConstraint(
                 fields=["tenant", "external_id"],

@@ -10,6 +10,7 @@ from rest_framework import serializers
 from consent.models import CONSENT_SCOPES, ConsentRecord
 from consent.selectors import ScopeState
 from gtm_api.lead_fields import (
+    COUNTRY_CODES,
     MAX_ATTRIBUTE_KEY,
     MAX_ATTRIBUTE_TEXT,
     MAX_ATTRIBUTES,
@@ -55,13 +56,30 @@ class AttributesField(serializers.JSONField):
         return _check(validate_attributes, data)
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": sorted(COUNTRY_CODES),
+        "description": "ISO 3166-1 alpha-2 (case-insensitive on input).",
+    }
+)
+class CountryField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> Any:
+        return _check(normalize_country, super().to_internal_value(data))
+
+
 class ConsentRecordInput(StrictInput):
     scope = serializers.ChoiceField(choices=CONSENT_SCOPES)
     granted = serializers.BooleanField()
     captured_at = serializers.DateTimeField(help_text="When the consent was captured (RFC 3339).")
-    source = serializers.CharField(max_length=64, help_text="Where it was captured, e.g. web_form.")
+    source = serializers.CharField(  # type: ignore[assignment]
+        max_length=64, help_text="Where it was captured, e.g. web_form."
+    )
     evidence = serializers.CharField(
-        max_length=2000, required=False, allow_null=True, allow_blank=True,
+        max_length=2000,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
         help_text="Proof: form version, checkbox text, recording URL…",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
@@ -91,25 +109,23 @@ class _LeadFieldsInput(StrictInput):
         max_length=254, required=False, allow_null=True, help_text="Normalised to lower case."
     )
     phone = serializers.CharField(
-        max_length=32, required=False, allow_null=True,
+        max_length=32,
+        required=False,
+        allow_null=True,
         help_text="E.164 (`+4930…`), or national form with `country`; stored as E.164.",
     )
     first_name = serializers.CharField(max_length=100)
     last_name = serializers.CharField(max_length=100)
     company = serializers.CharField(max_length=200, required=False, allow_null=True)
     job_title = serializers.CharField(max_length=200, required=False, allow_null=True)
-    country = serializers.CharField(
-        min_length=2, max_length=2, required=False, allow_null=True,
-        help_text="ISO 3166-1 alpha-2.",
+    country = CountryField(required=False, allow_null=True)
+    source = serializers.CharField(  # type: ignore[assignment]
+        max_length=64, help_text="Channel, e.g. web_form, hubspot."
     )
-    source = serializers.CharField(max_length=64, help_text="Channel, e.g. web_form, hubspot.")
     attributes = AttributesField(required=False)
 
     def validate_email(self, value: str | None) -> str | None:
         return None if value is None else _check(normalize_email, value)
-
-    def validate_country(self, value: str | None) -> str | None:
-        return None if value is None else _check(normalize_country, value)
 
     def _normalize_phone(self, attrs: dict[str, Any], country: str | None) -> None:
         if attrs.get("phone") is not None:
@@ -153,9 +169,22 @@ class LeadOutput(serializers.ModelSerializer):
     class Meta:
         model = Lead
         fields = [
-            "id", "external_id", "email", "phone", "first_name", "last_name", "company",
-            "job_title", "country", "source", "attributes", "stage", "score", "owner",
-            "created_at", "updated_at",
+            "id",
+            "external_id",
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "company",
+            "job_title",
+            "country",
+            "source",
+            "attributes",
+            "stage",
+            "score",
+            "owner",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -175,7 +204,13 @@ class ConsentRecordOutput(serializers.ModelSerializer):
     class Meta:
         model = ConsentRecord
         fields = [
-            "id", "scope", "granted", "captured_at", "source", "evidence", "expires_at",
+            "id",
+            "scope",
+            "granted",
+            "captured_at",
+            "source",
+            "evidence",
+            "expires_at",
             "recorded_at",
         ]
         read_only_fields = fields
@@ -186,7 +221,9 @@ class ConsentScopeStateOutput(serializers.Serializer):
     granted = serializers.BooleanField()
     captured_at = serializers.DateTimeField(allow_null=True, source="record.captured_at")
     expires_at = serializers.DateTimeField(allow_null=True, source="record.expires_at")
-    source = serializers.CharField(allow_null=True, source="record.source")
+    source = serializers.CharField(  # type: ignore[assignment]
+        allow_null=True, source="record.source"
+    )
     record_id = serializers.CharField(allow_null=True, source="record.id")
 
 

@@ -15,9 +15,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise errors.AuthenticationFailed(
-                "Send the API key as `Authorization: Bearer <key>`."
-            )
+            raise errors.AuthenticationFailed("Send the API key as `Authorization: Bearer <key>`.")
         api_key = api_key_authenticate(plaintext=token.strip())
         if api_key is None:
             raise errors.AuthenticationFailed("The API key is unknown or revoked.")

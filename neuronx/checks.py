@@ -34,7 +34,9 @@ def undeclared_operations() -> list[str]:
         for method, action in actions.items():
             op = getattr(getattr(view_class, action, None), "operation", None)
             if op is None:
-                problems.append(f"{method.upper()} {route} ({view_class.__name__}.{action}): no operation")
+                problems.append(
+                    f"{method.upper()} {route} ({view_class.__name__}.{action}): no operation"
+                )
             elif method in WRITE_METHODS and not op.idempotent:
                 problems.append(f"{method.upper()} {route}: every POST/PATCH must be idempotent")
     return problems

@@ -20,53 +20,131 @@ class ErrorCode:
 
 
 _CODES = [
-    ErrorCode("malformed_request", 400, "Malformed request",
-              "The body is not valid JSON, not a JSON object, or a query parameter cannot be parsed."),
-    ErrorCode("idempotency_key_required", 400, "Idempotency key required",
-              "A POST or PATCH was sent without a valid `Idempotency-Key` header (1–255 printable "
-              "ASCII characters)."),
-    ErrorCode("authentication_failed", 401, "Authentication failed",
-              "The `Authorization: Bearer` API key is missing, unknown or revoked."),
-    ErrorCode("permission_denied", 403, "Permission denied",
-              "The API key lacks the scope the operation requires; `required_scope` names it."),
-    ErrorCode("tenant_mismatch", 403, "Tenant mismatch",
-              "`X-Tenant-ID` was sent and names a tenant other than the API key's."),
-    ErrorCode("consent_required", 403, "Consent required",
-              "The lead has not granted (or has revoked, or let expire) the consent scopes the "
-              "action needs; `missing_scopes` lists them."),
-    ErrorCode("not_found", 404, "Not found",
-              "No such route, or no such object for this tenant (objects of other tenants are "
-              "indistinguishable from missing ones)."),
-    ErrorCode("method_not_allowed", 405, "Method not allowed",
-              "The route exists but does not support this HTTP method; `Allow` lists those it does."),
-    ErrorCode("idempotency_key_in_use", 409, "Idempotency key in use",
-              "A request with this `Idempotency-Key` is still being processed; retry later."),
-    ErrorCode("lead_exists", 409, "Lead exists",
-              "A lead with the same `email` or `external_id` already exists for the tenant; "
-              "`existing_id` names it."),
-    ErrorCode("invalid_state_transition", 409, "Invalid state transition",
-              "The lead's current stage does not allow this action."),
-    ErrorCode("lead_closed", 409, "Lead closed",
-              "The lead is `verified_paid` and has been handed off; it is read-only."),
-    ErrorCode("routing_not_configured", 409, "Routing not configured",
-              "The tenant has no routing rules to route the lead with."),
-    ErrorCode("payload_too_large", 413, "Payload too large",
-              "The request body exceeds the documented size limit for the operation."),
-    ErrorCode("unsupported_media_type", 415, "Unsupported media type",
-              "The `Content-Type` is not one the operation accepts (usually `application/json`)."),
-    ErrorCode("validation_error", 422, "Validation error",
-              "One or more fields are invalid; `errors` lists each with `field`, `code` and "
-              "`message`."),
-    ErrorCode("idempotency_key_reused", 422, "Idempotency key reused",
-              "The `Idempotency-Key` was already used with a different request (method, path or "
-              "body)."),
-    ErrorCode("rate_limited", 429, "Rate limited",
-              "The API key exceeded its rate-limit class; wait `Retry-After` seconds."),
-    ErrorCode("internal_error", 500, "Internal error",
-              "An unexpected fault. Nothing was stored for the idempotency key, so the request can "
-              "be retried. Quote `request_id` to support."),
-    ErrorCode("service_unavailable", 503, "Service unavailable",
-              "A backing service (database, cache) is unreachable; retry with backoff."),
+    ErrorCode(
+        "malformed_request",
+        400,
+        "Malformed request",
+        "The body is not valid JSON, not a JSON object, or a query parameter cannot be parsed.",
+    ),
+    ErrorCode(
+        "idempotency_key_required",
+        400,
+        "Idempotency key required",
+        "A POST or PATCH was sent without a valid `Idempotency-Key` header (1–255 printable "
+        "ASCII characters).",
+    ),
+    ErrorCode(
+        "authentication_failed",
+        401,
+        "Authentication failed",
+        "The `Authorization: Bearer` API key is missing, unknown or revoked.",
+    ),
+    ErrorCode(
+        "permission_denied",
+        403,
+        "Permission denied",
+        "The API key lacks the scope the operation requires; `required_scope` names it.",
+    ),
+    ErrorCode(
+        "tenant_mismatch",
+        403,
+        "Tenant mismatch",
+        "`X-Tenant-ID` was sent and names a tenant other than the API key's.",
+    ),
+    ErrorCode(
+        "consent_required",
+        403,
+        "Consent required",
+        "The lead has not granted (or has revoked, or let expire) the consent scopes the "
+        "action needs; `missing_scopes` lists them.",
+    ),
+    ErrorCode(
+        "not_found",
+        404,
+        "Not found",
+        "No such route, or no such object for this tenant (objects of other tenants are "
+        "indistinguishable from missing ones).",
+    ),
+    ErrorCode(
+        "method_not_allowed",
+        405,
+        "Method not allowed",
+        "The route exists but does not support this HTTP method; `Allow` lists those it does.",
+    ),
+    ErrorCode(
+        "idempotency_key_in_use",
+        409,
+        "Idempotency key in use",
+        "A request with this `Idempotency-Key` is still being processed; retry later.",
+    ),
+    ErrorCode(
+        "lead_exists",
+        409,
+        "Lead exists",
+        "A lead with the same `email` or `external_id` already exists for the tenant; "
+        "`existing_id` names it.",
+    ),
+    ErrorCode(
+        "invalid_state_transition",
+        409,
+        "Invalid state transition",
+        "The lead's current stage does not allow this action.",
+    ),
+    ErrorCode(
+        "lead_closed",
+        409,
+        "Lead closed",
+        "The lead is `verified_paid` and has been handed off; it is read-only.",
+    ),
+    ErrorCode(
+        "routing_not_configured",
+        409,
+        "Routing not configured",
+        "The tenant has no routing rules to route the lead with.",
+    ),
+    ErrorCode(
+        "payload_too_large",
+        413,
+        "Payload too large",
+        "The request body exceeds the documented size limit for the operation.",
+    ),
+    ErrorCode(
+        "unsupported_media_type",
+        415,
+        "Unsupported media type",
+        "The `Content-Type` is not one the operation accepts (usually `application/json`).",
+    ),
+    ErrorCode(
+        "validation_error",
+        422,
+        "Validation error",
+        "One or more fields are invalid; `errors` lists each with `field`, `code` and `message`.",
+    ),
+    ErrorCode(
+        "idempotency_key_reused",
+        422,
+        "Idempotency key reused",
+        "The `Idempotency-Key` was already used with a different request (method, path or body).",
+    ),
+    ErrorCode(
+        "rate_limited",
+        429,
+        "Rate limited",
+        "The API key exceeded its rate-limit class; wait `Retry-After` seconds.",
+    ),
+    ErrorCode(
+        "internal_error",
+        500,
+        "Internal error",
+        "An unexpected fault. Nothing was stored for the idempotency key, so the request can "
+        "be retried. Quote `request_id` to support.",
+    ),
+    ErrorCode(
+        "service_unavailable",
+        503,
+        "Service unavailable",
+        "A backing service (database, cache) is unreachable; retry with backoff.",
+    ),
 ]
 
 CATALOG: dict[str, ErrorCode] = {error.code: error for error in _CODES}

@@ -50,9 +50,7 @@ def request_fingerprint(*, method: str, path: str, body: bytes, content_type: st
     canonical = body
     if content_type.startswith("application/json") and body:
         try:
-            canonical = json.dumps(
-                json.loads(body), sort_keys=True, separators=(",", ":")
-            ).encode()
+            canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
         except (ValueError, UnicodeDecodeError):
             canonical = body
     digest = hashlib.sha256()
@@ -103,7 +101,9 @@ def idempotency_claim(
         if existing.locked_at < stale:
             # The first request died without completing or releasing: take the claim over.
             taken = IdempotencyRecord.objects.filter(
-                pk=existing.pk, state=IdempotencyRecord.State.IN_FLIGHT, locked_at=existing.locked_at
+                pk=existing.pk,
+                state=IdempotencyRecord.State.IN_FLIGHT,
+                locked_at=existing.locked_at,
             ).update(locked_at=now, request_id=request_id)
             if taken:
                 existing.locked_at = now
@@ -132,5 +132,7 @@ def idempotency_release(*, record: IdempotencyRecord) -> None:
 def idempotency_purge(*, older_than: timedelta | None = None) -> int:
     """Delete records past retention (24 h by default). Returns how many were removed."""
     retention = older_than or timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
-    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - retention).delete()
+    deleted, _ = IdempotencyRecord.objects.filter(
+        created_at__lt=timezone.now() - retention
+    ).delete()
     return deleted

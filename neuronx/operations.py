@@ -20,8 +20,17 @@ BASE_ERRORS = (
     "internal_error",
     "service_unavailable",
 )
-IDEMPOTENCY_ERRORS = ("idempotency_key_required", "idempotency_key_in_use", "idempotency_key_reused")
-BODY_ERRORS = ("malformed_request", "payload_too_large", "unsupported_media_type", "validation_error")
+IDEMPOTENCY_ERRORS = (
+    "idempotency_key_required",
+    "idempotency_key_in_use",
+    "idempotency_key_reused",
+)
+BODY_ERRORS = (
+    "malformed_request",
+    "payload_too_large",
+    "unsupported_media_type",
+    "validation_error",
+)
 
 NO_CONSENT: tuple[str, ...] = ()
 

@@ -76,14 +76,19 @@ def _field_errors(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     return [{"field": prefix, "code": getattr(detail, "code", "invalid"), "message": str(detail)}]
 
 
-def exception_to_problem(exc: BaseException) -> tuple[str, str | None, dict[str, Any], dict[str, str]]:
+def exception_to_problem(
+    exc: BaseException,
+) -> tuple[str, str | None, dict[str, Any], dict[str, str]]:
     """Map any exception we know to (code, detail, extra members, headers); unknown → internal_error."""
     if isinstance(exc, ApiError):
         return exc.code, exc.detail, exc.extra, exc.headers
     if isinstance(exc, drf.ValidationError):
-        return "validation_error", "The request has invalid fields.", {
-            "errors": _field_errors(exc.detail)
-        }, {}
+        return (
+            "validation_error",
+            "The request has invalid fields.",
+            {"errors": _field_errors(exc.detail)},
+            {},
+        )
     if isinstance(exc, drf.ParseError):
         return "malformed_request", f"The body could not be parsed: {exc.detail}", {}, {}
     if isinstance(exc, drf.UnsupportedMediaType):

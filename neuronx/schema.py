@@ -48,8 +48,12 @@ class OperationAutoSchema(AutoSchema):
                     "required": True,
                     "description": "Unique key for this request (1–255 printable ASCII). A retry "
                     "with the same key and request replays the first outcome.",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255,
-                               "pattern": "^[\\x21-\\x7e]+$"},
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[\\x21-\\x7e]+$",
+                    },
                 },
             )
         operation.setdefault("parameters", []).append(
@@ -57,29 +61,37 @@ class OperationAutoSchema(AutoSchema):
                 "name": "X-Request-ID",
                 "in": "header",
                 "required": False,
-                "description": "Caller's request id (≤ 128 safe characters), echoed back.",
-                "schema": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9._:@+=/-]+$"},
+                "description": "Caller's request id, echoed back when it is 1–128 characters of "
+                "`A-Z a-z 0-9 . _ : @ + = / -`; any other value is replaced by a generated id.",
+                "schema": {"type": "string"},
             }
         )
-        for response in operation["responses"].values():
+        for status_code, response in operation["responses"].items():
             response["headers"] = {**_RESPONSE_HEADERS, **response.get("headers", {})}
+            if status_code == "201":
+                response["headers"]["Location"] = {
+                    "description": "Path of the created resource.",
+                    "schema": {"type": "string"},
+                    "required": True,
+                }
         by_status: dict[int, list[str]] = defaultdict(list)
         for code in op.error_codes:
             by_status[CATALOG[code].status].append(code)
         for status, codes in sorted(by_status.items()):
             headers = dict(_RESPONSE_HEADERS)
             if status == 429:
-                headers["Retry-After"] = {"schema": {"type": "integer"}, "required": True,
-                                          "description": "Seconds until the budget resets."}
+                headers["Retry-After"] = {
+                    "schema": {"type": "integer"},
+                    "required": True,
+                    "description": "Seconds until the budget resets.",
+                }
             operation["responses"][str(status)] = {
                 "description": "Problem: " + ", ".join(f"`{c}`" for c in codes),
                 "headers": headers,
                 "content": {
                     "application/problem+json": {
                         "schema": PROBLEM_REF,
-                        "examples": {
-                            code: {"value": _example(code)} for code in codes
-                        },
+                        "examples": {code: {"value": _example(code)} for code in codes},
                     }
                 },
             }
@@ -97,7 +109,9 @@ def _example(code: str) -> dict[str, Any]:
         "request_id": "req_0f1e2d3c4b5a69788796a5b4c3d2e1f0",
     }
     if code == "validation_error":
-        example["errors"] = [{"field": "email", "code": "invalid", "message": "Enter a valid email address."}]
+        example["errors"] = [
+            {"field": "email", "code": "invalid", "message": "Enter a valid email address."}
+        ]
     if code == "permission_denied":
         example["required_scope"] = "leads:write"
     if code == "consent_required":
@@ -107,7 +121,28 @@ def _example(code: str) -> dict[str, Any]:
     return example
 
 
+def _add_links(paths: dict[str, Any]) -> None:
+    """Link each create (201 with an `id`) to the operations on the created resource's path."""
+    for path, operations in paths.items():
+        created = operations.get("post", {}).get("responses", {}).get("201")
+        if created is None or "{" in path:
+            continue
+        links = {}
+        for sub_path, sub_operations in paths.items():
+            if not sub_path.startswith(f"{path}/{{id}}"):
+                continue
+            for method, sub_operation in sub_operations.items():
+                links[sub_operation["operationId"]] = {
+                    "operationId": sub_operation["operationId"],
+                    "parameters": {"id": "$response.body#/id"},
+                    "description": f"{method.upper()} {sub_path} on the created resource.",
+                }
+        if links:
+            created["links"] = links
+
+
 def postprocess_problem_components(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    _add_links(result.get("paths", {}))
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = {
         "type": "object",

@@ -53,7 +53,10 @@ DEBUG = env_bool("DEBUG", False)
 # The embedded development setup (no DATABASE_URL) runs with a built-in key; any other
 # deployment must set SECRET_KEY or fail to start.
 EMBEDDED = "DATABASE_URL" not in os.environ
-SECRET_KEY = env_str("SECRET_KEY", "embedded-development-only-key-0f8e1d2c3b4a59687766554433221100" if EMBEDDED else None)
+SECRET_KEY = env_str(
+    "SECRET_KEY",
+    "embedded-development-only-key-0f8e1d2c3b4a59687766554433221100" if EMBEDDED else None,
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 # API keys are hashed with a keyed hash; rotating SECRET_KEY must not invalidate every key.
 API_KEY_HASH_KEY = env_str("API_KEY_HASH_KEY", SECRET_KEY)
@@ -106,7 +109,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"transaction_mode": "IMMEDIATE", "timeout": 30}
     )
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test.sqlite3")}
+    # A file (not :memory:) so threads in the concurrency tests share it; one per process so
+    # parallel runs never collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _cache_url = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL")

@@ -66,7 +66,9 @@ def scopes_parse(raw: str | Iterable[str] | None) -> list[str]:
 
 
 @transaction.atomic
-def api_key_create(*, tenant: Tenant, name: str = "", scopes: Iterable[str] | None = None) -> IssuedKey:
+def api_key_create(
+    *, tenant: Tenant, name: str = "", scopes: Iterable[str] | None = None
+) -> IssuedKey:
     """Issue a key. The plaintext is returned once and only its keyed hash is stored."""
     prefix = "".join(secrets.choice(_ALPHANUM) for _ in range(12))
     secret = "".join(secrets.choice(_ALPHANUM_MIXED) for _ in range(40))

@@ -29,6 +29,7 @@ from neuronx.idempotency import (
     idempotency_release,
     request_fingerprint,
 )
+from neuronx.models import ApiKey
 from neuronx.operations import Operation, operation_of
 from neuronx.pagination import CursorPagination
 from neuronx.ratelimit import RateState, rate_consume
@@ -81,23 +82,24 @@ class ApiViewSet(GenericViewSet):
             request
         )
         auth_error: errors.ApiError | None = None
+        api_key: ApiKey | None = None
         try:
-            api_key = request.auth
+            api_key = request.auth if isinstance(request.auth, ApiKey) else None
         except errors.ApiError as exc:
-            auth_error, api_key = exc, None
+            auth_error = exc
         if api_key is not None:
             request._request.tenant_id = api_key.tenant_id  # type: ignore[attr-defined]
         self.rate_state = rate_consume(
             request=request, api_key=api_key, rate_class=self.operation.rate_class
         )
         if self.rate_state is not None and self.rate_state.exceeded:
-            exc = errors.RateLimited(
+            limited = errors.RateLimited(
                 f"Rate limit of the `{self.operation.rate_class}` class exceeded; "
                 f"retry in {self.rate_state.reset} seconds.",
                 retry_after=self.rate_state.reset,
             )
-            exc.headers["Retry-After"] = str(max(self.rate_state.reset, 1))
-            raise exc
+            limited.headers["Retry-After"] = str(max(self.rate_state.reset, 1))
+            raise limited
         if auth_error is not None:
             raise auth_error
         self.check_permissions(request)
@@ -107,16 +109,17 @@ class ApiViewSet(GenericViewSet):
     ) -> HttpResponseBase:
         key = idempotency_key_parse(request.headers.get(HEADER))
         django_request = request._request
+        method = request.method or ""
         claim = idempotency_claim(
             tenant=self.actor.tenant,
             key=key,
             fingerprint=request_fingerprint(
-                method=request.method,
+                method=method,
                 path=django_request.get_full_path(),
                 body=django_request.body,
                 content_type=request.content_type or "",
             ),
-            method=request.method,
+            method=method,
             path=django_request.get_full_path(),
             request_id=self.actor.request_id,
         )
@@ -128,7 +131,9 @@ class ApiViewSet(GenericViewSet):
             return self._finalize(request, replay, *args, **kwargs)
         try:
             with transaction.atomic():
-                response = self._finalize(request, handler(request, *args, **kwargs), *args, **kwargs)
+                response = self._finalize(
+                    request, handler(request, *args, **kwargs), *args, **kwargs
+                )
                 if response.status_code >= 500:
                     raise errors.ApiError("The action failed.")
                 self._store(claim, response)
@@ -154,7 +159,7 @@ class ApiViewSet(GenericViewSet):
     def _finalize(
         self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
-        response = self.finalize_response(request, response, *args, **kwargs)
+        response = self.finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
         if isinstance(response, Response):
             response.render()
         if self.rate_state is not None:
@@ -173,6 +178,7 @@ class ApiViewSet(GenericViewSet):
     @property
     def actor(self) -> Actor:
         api_key = self.request.auth
+        assert isinstance(api_key, ApiKey)
         return Actor(
             tenant=api_key.tenant,
             api_key=api_key,

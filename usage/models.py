@@ -28,12 +28,16 @@ class UsageEvent(models.Model):
     api_key = models.ForeignKey(
         "neuronx.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    source = models.CharField(max_length=100, help_text="Who caused it: api_key:<id> or internal:<name>.")
+    source = models.CharField(
+        max_length=100, help_text="Who caused it: api_key:<id> or internal:<name>."
+    )
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "dimension", "occurred_at"])]
         constraints = [
-            models.CheckConstraint(condition=models.Q(quantity__gt=0), name="usage_quantity_positive")
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0), name="usage_quantity_positive"
+            )
         ]
 
     def __str__(self) -> str:

@@ -15,4 +15,6 @@ def event_publish(*, actor: Actor, type: str, data: dict[str, Any]) -> Event:
     """
     assert type in EVENT_TYPES, type
     assert transaction.get_connection().in_atomic_block, "events must be published in the action"
-    return Event.objects.create(tenant=actor.tenant, type=type, data=data, request_id=actor.request_id)
+    return Event.objects.create(
+        tenant=actor.tenant, type=type, data=data, request_id=actor.request_id
+    )

@@ -2,7 +2,12 @@
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -25,6 +30,41 @@ from gtm_api.services.leads import lead_create, lead_update
 from neuronx.operations import NO_CONSENT, operation
 from neuronx.views import ApiViewSet
 
+CREATE_EXAMPLE = OpenApiExample(
+    "A business lead with consent",
+    request_only=True,
+    value={
+        "external_id": "crm-48151",
+        "email": "ada@analytical-engines.com",
+        "phone": "+442079460958",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "company": "Analytical Engines Ltd",
+        "job_title": "VP Engineering",
+        "country": "GB",
+        "source": "web_form",
+        "attributes": {"utm_campaign": "spring"},
+        "consents": [
+            {
+                "scope": "data.profiling",
+                "granted": True,
+                "captured_at": "2026-11-01T09:30:00Z",
+                "source": "web_form",
+            },
+        ],
+    },
+)
+CONSENT_EXAMPLE = OpenApiExample(
+    "Grant email contact",
+    request_only=True,
+    value={
+        "scope": "contact.email",
+        "granted": True,
+        "captured_at": "2026-11-01T09:30:00Z",
+        "source": "web_form",
+        "evidence": "Checkbox v3: 'Email me about my demo'",
+    },
+)
 LEAD_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Lead id (`lead_…`).")
 
 
@@ -36,10 +76,18 @@ class LeadViewSet(ApiViewSet):
         summary="Create a lead",
         request=LeadCreateInput,
         responses={201: LeadOutput},
+        examples=[CREATE_EXAMPLE],
         tags=["Leads"],
     )
-    @operation(rate_class="write", scope="leads:write", consent=NO_CONSENT, usage="lead.ingested",
-               idempotent=True, has_body=True, errors=("lead_exists",))
+    @operation(
+        rate_class="write",
+        scope="leads:write",
+        consent=NO_CONSENT,
+        usage="lead.ingested",
+        idempotent=True,
+        has_body=True,
+        errors=("lead_exists",),
+    )
     def create(self, request: Request) -> Response:
         data = self.validated(LeadCreateInput)
         lead = lead_create(actor=self.actor, data=data)
@@ -56,8 +104,14 @@ class LeadViewSet(ApiViewSet):
         responses={200: LeadOutput(many=True)},
         tags=["Leads"],
     )
-    @operation(rate_class="read", scope="leads:read", consent=NO_CONSENT, usage=None,
-               idempotent=False, errors=("malformed_request", "validation_error"))
+    @operation(
+        rate_class="read",
+        scope="leads:read",
+        consent=NO_CONSENT,
+        usage=None,
+        idempotent=False,
+        errors=("malformed_request", "validation_error"),
+    )
     def list(self, request: Request) -> Response:
         filters = self.query(LeadListQuery)
         return self.paginated(lead_list(tenant=self.actor.tenant, **filters), LeadOutput)
@@ -69,8 +123,14 @@ class LeadViewSet(ApiViewSet):
         responses={200: LeadOutput},
         tags=["Leads"],
     )
-    @operation(rate_class="read", scope="leads:read", consent=NO_CONSENT, usage=None,
-               idempotent=False, errors=("not_found",))
+    @operation(
+        rate_class="read",
+        scope="leads:read",
+        consent=NO_CONSENT,
+        usage=None,
+        idempotent=False,
+        errors=("not_found",),
+    )
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(LeadOutput(lead_get(tenant=self.actor.tenant, lead_id=pk)).data)
 
@@ -82,8 +142,15 @@ class LeadViewSet(ApiViewSet):
         responses={200: LeadOutput},
         tags=["Leads"],
     )
-    @operation(rate_class="write", scope="leads:write", consent=NO_CONSENT, usage=None,
-               idempotent=True, has_body=True, errors=("not_found", "lead_exists", "lead_closed"))
+    @operation(
+        rate_class="write",
+        scope="leads:write",
+        consent=NO_CONSENT,
+        usage=None,
+        idempotent=True,
+        has_body=True,
+        errors=("not_found", "lead_exists", "lead_closed"),
+    )
     def partial_update(self, request: Request, pk: str) -> Response:
         lead = lead_get(tenant=self.actor.tenant, lead_id=pk)
         data = self.validated(LeadUpdateInput, lead=lead)
@@ -96,8 +163,14 @@ class LeadViewSet(ApiViewSet):
         responses={200: ConsentLedgerOutput},
         tags=["Consent"],
     )
-    @operation(rate_class="read", scope="leads:read", consent=NO_CONSENT, usage=None,
-               idempotent=False, errors=("not_found",))
+    @operation(
+        rate_class="read",
+        scope="leads:read",
+        consent=NO_CONSENT,
+        usage=None,
+        idempotent=False,
+        errors=("not_found",),
+    )
     @action(detail=True, methods=["get"], url_path="consents")
     def consents(self, request: Request, pk: str) -> Response:
         return Response(self._ledger(pk))
@@ -105,7 +178,7 @@ class LeadViewSet(ApiViewSet):
     @extend_schema(
         operation_id="leads_consents_create",
         summary="Append consent records",
-        description="Send one record, or `{\"consents\": [...]}` with up to 20. Records are never "
+        description='Send one record, or `{"consents": [...]}` with up to 20. Records are never '
         "changed: a revocation is a new record with `granted: false`. Answers with the ledger.",
         parameters=[LEAD_ID],
         request=PolymorphicProxySerializer(
@@ -114,10 +187,18 @@ class LeadViewSet(ApiViewSet):
             resource_type_field_name=None,
         ),
         responses={201: ConsentLedgerOutput},
+        examples=[CONSENT_EXAMPLE],
         tags=["Consent"],
     )
-    @operation(rate_class="write", scope="leads:write", consent=NO_CONSENT, usage=None,
-               idempotent=True, has_body=True, errors=("not_found", "lead_closed"))
+    @operation(
+        rate_class="write",
+        scope="leads:write",
+        consent=NO_CONSENT,
+        usage=None,
+        idempotent=True,
+        has_body=True,
+        errors=("not_found", "lead_closed"),
+    )
     @consents.mapping.post
     def append_consents(self, request: Request, pk: str) -> Response:
         lead_get(tenant=self.actor.tenant, lead_id=pk)
@@ -133,4 +214,3 @@ class LeadViewSet(ApiViewSet):
         lead = lead_get(tenant=self.actor.tenant, lead_id=lead_id)
         history = consent_history(lead=lead)
         return consent_ledger_data(lead, consent_state(lead=lead, history=history), history)
-

@@ -15,8 +15,16 @@ from usage.services import usage_record
 from webhooks.services import event_publish
 
 CONTACT_FIELDS = (
-    "external_id", "email", "phone", "first_name", "last_name", "company", "job_title",
-    "country", "source", "attributes",
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "company",
+    "job_title",
+    "country",
+    "source",
+    "attributes",
 )
 
 
@@ -46,7 +54,9 @@ def lead_create(*, actor: Actor, data: Mapping[str, Any]) -> Lead:
     """
     fields = {name: data[name] for name in CONTACT_FIELDS if name in data}
     fields.setdefault("attributes", {})
-    _raise_if_duplicate(actor=actor, email=fields.get("email"), external_id=fields.get("external_id"))
+    _raise_if_duplicate(
+        actor=actor, email=fields.get("email"), external_id=fields.get("external_id")
+    )
     try:
         with transaction.atomic():
             lead = Lead.objects.create(tenant=actor.tenant, **fields)
@@ -73,15 +83,22 @@ def lead_update(*, actor: Actor, lead_id: str, data: Mapping[str, Any]) -> Lead:
     lead = lead_get(tenant=actor.tenant, lead_id=lead_id, for_update=True)
     if lead.is_closed:
         raise errors.LeadClosed("The lead is verified_paid and handed off; it is read-only.")
-    changed = [name for name in CONTACT_FIELDS if name in data and getattr(lead, name) != data[name]]
+    changed = [
+        name for name in CONTACT_FIELDS if name in data and getattr(lead, name) != data[name]
+    ]
     if not changed:
         return lead
     for name in changed:
         setattr(lead, name, data[name])
     if lead.email is None and lead.phone is None:
         raise errors.ValidationFailed(
-            [{"field": "email", "code": "email_or_phone_required",
-              "message": "A lead must keep at least one of email or phone."}]
+            [
+                {
+                    "field": "email",
+                    "code": "email_or_phone_required",
+                    "message": "A lead must keep at least one of email or phone.",
+                }
+            ]
         )
     _raise_if_duplicate(
         actor=actor,

@@ -33,7 +33,11 @@ def test_create_normalises_and_returns_the_lead(alice):
 def test_create_writes_usage_and_event_in_the_same_transaction(alice):
     lead = alice.post("/v1/leads", lead_body()).json()
     usage = UsageEvent.objects.get(tenant=alice.tenant)
-    assert (usage.dimension, usage.quantity, usage.api_key_id) == ("lead.ingested", 1, alice.api_key.id)
+    assert (usage.dimension, usage.quantity, usage.api_key_id) == (
+        "lead.ingested",
+        1,
+        alice.api_key.id,
+    )
     event = Event.objects.get(tenant=alice.tenant)
     assert event.type == "lead.created" and event.data["lead"]["id"] == lead["id"]
     assert usage.request_id == event.request_id != ""
@@ -70,9 +74,20 @@ def test_phone_only_lead_is_accepted(alice):
         ({"tenant_id": "ten_x"}, "tenant_id", "unknown_field"),
         ({"id": "lead_x"}, "id", "unknown_field"),
         ({"favourite_colour": "red"}, "favourite_colour", "unknown_field"),
-        ({"consents": [{"scope": "telepathy", "granted": True,
-                        "captured_at": "2026-01-01T00:00:00Z", "source": "x"}]},
-         "consents[0].scope", "invalid_choice"),
+        (
+            {
+                "consents": [
+                    {
+                        "scope": "telepathy",
+                        "granted": True,
+                        "captured_at": "2026-01-01T00:00:00Z",
+                        "source": "x",
+                    }
+                ]
+            },
+            "consents[0].scope",
+            "invalid_choice",
+        ),
     ],
 )
 def test_bad_input_is_a_precise_422_and_writes_nothing(alice, overrides, field, code):
@@ -93,12 +108,19 @@ def test_non_object_body_is_400(alice):
 
 
 def test_wrong_media_type_is_415(alice):
-    problem(alice.post("/v1/leads", raw="email=a@b.co", content_type="application/x-www-form-urlencoded"),
-            415, "unsupported_media_type")
+    problem(
+        alice.post(
+            "/v1/leads", raw="email=a@b.co", content_type="application/x-www-form-urlencoded"
+        ),
+        415,
+        "unsupported_media_type",
+    )
 
 
 def test_body_without_content_type_is_415(alice):
-    problem(alice.post("/v1/leads", raw=b'{"a": 1}', content_type=""), 415, "unsupported_media_type")
+    problem(
+        alice.post("/v1/leads", raw=b'{"a": 1}', content_type=""), 415, "unsupported_media_type"
+    )
 
 
 def test_oversized_body_is_413(alice, settings):
@@ -196,8 +218,9 @@ def test_list_query_count_does_not_grow_with_rows(alice):
 
 def test_patch_updates_contact_fields_and_emits_event(alice):
     lead = alice.post("/v1/leads", lead_body()).json()
-    response = alice.patch(f"/v1/leads/{lead['id']}", {"job_title": "CTO", "phone": "030 901820",
-                                                       "country": "DE"})
+    response = alice.patch(
+        f"/v1/leads/{lead['id']}", {"job_title": "CTO", "phone": "030 901820", "country": "DE"}
+    )
     assert response.status_code == 200, response.content
     assert response.json()["job_title"] == "CTO"
     assert response.json()["phone"] == "+4930901820"
@@ -223,8 +246,9 @@ def test_patch_cannot_remove_the_last_contact_channel(alice):
 def test_patch_to_a_taken_email_is_409(alice):
     first = alice.post("/v1/leads", lead_body(email="one@acme-corp.com")).json()
     second = alice.post("/v1/leads", lead_body(email="two@acme-corp.com")).json()
-    body = problem(alice.patch(f"/v1/leads/{second['id']}", {"email": "ONE@acme-corp.com"}),
-                   409, "lead_exists")
+    body = problem(
+        alice.patch(f"/v1/leads/{second['id']}", {"email": "ONE@acme-corp.com"}), 409, "lead_exists"
+    )
     assert body["existing_id"] == first["id"]
 
 
@@ -241,9 +265,19 @@ def test_patch_on_a_closed_lead_is_409_lead_closed(alice):
 
 def test_consents_in_the_create_body_are_recorded(alice):
     now = timezone.now().isoformat()
-    lead = alice.post("/v1/leads", lead_body(consents=[
-        {"scope": "data.profiling", "granted": True, "captured_at": now, "source": "web_form"},
-    ])).json()
+    lead = alice.post(
+        "/v1/leads",
+        lead_body(
+            consents=[
+                {
+                    "scope": "data.profiling",
+                    "granted": True,
+                    "captured_at": now,
+                    "source": "web_form",
+                },
+            ]
+        ),
+    ).json()
     ledger = alice.get(f"/v1/leads/{lead['id']}/consents").json()
     assert ledger["current"]["data.profiling"]["state"] == "granted"
     assert ledger["current"]["contact.sms"]["state"] == "not_captured"

@@ -8,9 +8,7 @@ from neuronx.tenancy import api_key_create
 
 
 class Command(BaseCommand):
-    help = (
-        "Create or reuse a demo tenant and print a new full-scope API key as the last line."
-    )
+    help = "Create or reuse a demo tenant and print a new full-scope API key as the last line."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tenant", default="demo", help="Tenant slug (default: demo).")

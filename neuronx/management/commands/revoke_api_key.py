@@ -14,7 +14,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         ident = options["key"]
-        api_key = ApiKey.objects.filter(id=ident).first() or ApiKey.objects.filter(prefix=ident).first()
+        api_key = (
+            ApiKey.objects.filter(id=ident).first() or ApiKey.objects.filter(prefix=ident).first()
+        )
         if api_key is None:
             raise CommandError(f"No API key {ident!r}.")
         api_key_revoke(api_key=api_key)

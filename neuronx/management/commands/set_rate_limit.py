@@ -7,7 +7,9 @@ from neuronx.tenancy import TenancyError, tenant_get_by_slug, tenant_set_rate_li
 
 
 class Command(BaseCommand):
-    help = "Override a tenant's limit for one rate-limit class, e.g. `set_rate_limit acme write 5/m`."
+    help = (
+        "Override a tenant's limit for one rate-limit class, e.g. `set_rate_limit acme write 5/m`."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("tenant_slug")
