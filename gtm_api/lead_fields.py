@@ -64,6 +64,8 @@ def validate_attributes(value: Any) -> dict[str, Any]:
             "too_many_attributes", f"attributes may hold at most {MAX_ATTRIBUTES} keys."
         )
     for key, item in value.items():
+        if "\x00" in key or (isinstance(item, str) and "\x00" in item):
+            raise FieldInvalid("null_character", f"attributes.{key!r} contains a NUL character.")
         if not key or len(key) > MAX_ATTRIBUTE_KEY:
             raise FieldInvalid(
                 "invalid_attribute_key", f"Attribute keys must be 1–{MAX_ATTRIBUTE_KEY} characters."

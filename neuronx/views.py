@@ -51,6 +51,8 @@ class JsonOnlyNegotiation(BaseContentNegotiation):
 
 class ApiViewSet(GenericViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head"]
+    # Ids are opaque `prefix_ULID` strings; anything else cannot name an object and is a 404.
+    lookup_value_regex = "[A-Za-z0-9_-]{1,64}"
     content_negotiation_class = JsonOnlyNegotiation
     rate_state: RateState | None = None
 

@@ -69,8 +69,6 @@ LEAD_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Lead i
 
 
 class LeadViewSet(ApiViewSet):
-    lookup_value_regex = "[^/]+"
-
     @extend_schema(
         operation_id="leads_create",
         summary="Create a lead",

@@ -282,3 +282,13 @@ def test_consents_in_the_create_body_are_recorded(alice):
     assert ledger["current"]["data.profiling"]["state"] == "granted"
     assert ledger["current"]["contact.sms"]["state"] == "not_captured"
     assert len(ledger["history"]) == 1
+
+
+def test_nul_characters_are_422_not_a_database_error(alice):
+    body = problem(
+        alice.post("/v1/leads", lead_body(attributes={"note": "a\x00b"})), 422, "validation_error"
+    )
+    assert body["errors"][0]["code"] == "null_character"
+    problem(alice.post("/v1/leads", lead_body(company="a\x00b")), 422, "validation_error")
+    problem(alice.get("/v1/leads", {"external_id": "a\x00b"}), 422, "validation_error")
+    problem(alice.get("/v1/leads/lead_%00x"), 404, "not_found")
