@@ -1,7 +1,7 @@
 """The Sales OS data: leads and their lifecycle."""
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from neuronx.ids import new_id
 
@@ -70,3 +70,284 @@ class Lead(models.Model):
     @property
     def is_closed(self) -> bool:
         return self.stage == Stage.VERIFIED_PAID
+
+
+def _transition_id() -> str:
+    return new_id("trn")
+
+
+class StageTransition(models.Model):
+    """One stage change of a lead: written in the same transaction as the change."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=_transition_id, editable=False)
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="transitions")
+    from_stage = models.CharField(max_length=32, choices=Stage.choices)
+    to_stage = models.CharField(max_length=32, choices=Stage.choices)
+    cause = models.CharField(max_length=64)
+    actor = models.CharField(max_length=100)
+    request_id = models.CharField(max_length=128, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["lead", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.from_stage}->{self.to_stage}"
+
+
+# -- qualification ------------------------------------------------------------------------------
+
+
+class ScoringModel(models.Model):
+    """A tenant's scoring model, versioned: installing a new one keeps the old versions."""
+
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    definition = models.JSONField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "version"], name="scoring_unique_version"),
+            models.UniqueConstraint(
+                fields=["tenant"], condition=Q(is_active=True), name="scoring_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+def _qualification_id() -> str:
+    return new_id("qual")
+
+
+class Qualification(models.Model):
+    id = models.CharField(
+        primary_key=True, max_length=40, default=_qualification_id, editable=False
+    )
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="qualifications")
+    score = models.PositiveSmallIntegerField()
+    qualified = models.BooleanField()
+    grade = models.CharField(max_length=1)
+    factors = models.JSONField()
+    model_version = models.CharField(max_length=120)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(score__lte=100), name="qual_score_range")]
+        indexes = [models.Index(fields=["lead", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id}: {self.score}"
+
+
+# -- routing ------------------------------------------------------------------------------------
+
+
+class RoutingStrategy(models.TextChoices):
+    ROUND_ROBIN = "round_robin"
+    WEIGHTED = "weighted"
+    LEAST_LOADED = "least_loaded"
+
+
+class Team(models.Model):
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    key = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    # Round-robin position; read and advanced under a row lock so concurrent routes stay fair.
+    rr_position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="team_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Rep(models.Model):
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="reps")
+    key = models.SlugField(max_length=64, help_text="The owner id leads show, e.g. a CRM user id.")
+    name = models.CharField(max_length=200)
+    email = models.CharField(max_length=254, blank=True)
+    is_active = models.BooleanField(default=True)
+    weight = models.PositiveSmallIntegerField(default=1)
+    capacity = models.PositiveIntegerField(null=True, blank=True)
+    # Leads currently owned (assigned and not handed off); least_loaded reads it.
+    load = models.PositiveIntegerField(default=0)
+    # Smooth weighted round-robin state for the `weighted` strategy.
+    current_weight = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "team", "key"], name="rep_unique_key"),
+            models.CheckConstraint(condition=Q(weight__gte=1), name="rep_weight_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RoutingRule(models.Model):
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    conditions = models.JSONField(default=list)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    strategy = models.CharField(max_length=16, choices=RoutingStrategy.choices)
+    is_fallback = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "position"], name="rule_unique_position")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _assignment_id() -> str:
+    return new_id("asg")
+
+
+class Assignment(models.Model):
+    id = models.CharField(primary_key=True, max_length=40, default=_assignment_id, editable=False)
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="assignments")
+    rep = models.ForeignKey(Rep, on_delete=models.PROTECT, related_name="+")
+    owner = models.CharField(max_length=64)
+    team = models.CharField(max_length=64)
+    rule = models.CharField(max_length=100)
+    strategy = models.CharField(max_length=16, choices=RoutingStrategy.choices)
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["lead", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id} -> {self.owner}"
+
+
+# -- appointments -------------------------------------------------------------------------------
+
+
+class Channel(models.TextChoices):
+    PHONE = "phone"
+    VIDEO = "video"
+    IN_PERSON = "in_person"
+
+
+class AppointmentStatus(models.TextChoices):
+    SCHEDULED = "scheduled"
+    CANCELED = "canceled"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+
+
+def _appointment_id() -> str:
+    return new_id("apt")
+
+
+class Appointment(models.Model):
+    id = models.CharField(primary_key=True, max_length=40, default=_appointment_id, editable=False)
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="appointments")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    timezone = models.CharField(max_length=64)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    location = models.CharField(max_length=500, blank=True)
+    notes = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=16, choices=AppointmentStatus.choices, default=AppointmentStatus.SCHEDULED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")), name="apt_ends_after_start"
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "id"]), models.Index(fields=["lead", "status"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+# -- payments -----------------------------------------------------------------------------------
+
+
+class PaymentStatus(models.TextChoices):
+    INITIATED = "initiated"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
+def _payment_id() -> str:
+    return new_id("pay")
+
+
+class Payment(models.Model):
+    id = models.CharField(primary_key=True, max_length=40, default=_payment_id, editable=False)
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="payments")
+    appointment = models.ForeignKey(
+        Appointment, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    amount = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3)
+    description = models.CharField(max_length=500, blank=True)
+    status = models.CharField(
+        max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.INITIATED
+    )
+    provider = models.CharField(max_length=32)
+    checkout_reference = models.CharField(max_length=200)
+    checkout_url = models.CharField(max_length=500, blank=True)
+    provider_reference = models.CharField(max_length=200, blank=True)
+    # The lead's stage before this payment, restored when it fails, is canceled or expires.
+    previous_stage = models.CharField(max_length=32, choices=Stage.choices)
+    failure_reason = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive")
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "id"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def _case_id() -> str:
+    return new_id("case")
+
+
+class CaseOpened(models.Model):
+    """The hand-off record of a verified-paid lead: at most one per lead."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=_case_id, editable=False)
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    lead = models.OneToOneField(Lead, on_delete=models.CASCADE, related_name="case")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="+")
+    opened_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.id

@@ -1,8 +1,19 @@
 from rest_framework.routers import SimpleRouter
 
+from gtm_api.api.appointments import AppointmentViewSet
 from gtm_api.api.leads import LeadViewSet
+from gtm_api.api.payments import PaymentViewSet
+from gtm_api.api.qualification import QualificationViewSet
+from gtm_api.api.routing import RoutingViewSet
+from gtm_api.api.status import LeadStatusViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("leads", LeadViewSet, basename="lead")
+# Lifecycle actions on a lead (/v1/leads/{id}/qualify, /route, /status), one viewset per category.
+router.register("leads", QualificationViewSet, basename="lead-qualification")
+router.register("leads", RoutingViewSet, basename="lead-routing")
+router.register("leads", LeadStatusViewSet, basename="lead-status")
+router.register("appointments", AppointmentViewSet, basename="appointment")
+router.register("payments", PaymentViewSet, basename="payment")
 
 urlpatterns = router.urls

@@ -206,6 +206,22 @@ class InvalidStateTransition(ApiError):
     code = "invalid_state_transition"
 
 
+class RoutingNotConfigured(ApiError):
+    code = "routing_not_configured"
+
+
+class NoRepAvailable(ApiError):
+    code = "no_rep_available"
+
+
+class AppointmentClosed(ApiError):
+    code = "appointment_closed"
+
+
+class PaymentNotCancelable(ApiError):
+    code = "payment_not_cancelable"
+
+
 class LeadClosed(ApiError):
     code = "lead_closed"
 

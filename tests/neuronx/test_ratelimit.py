@@ -1,0 +1,170 @@
+"""Rate-limit classes per API key: RateLimit / RateLimit-Policy headers, 429 and tenant overrides.
+
+Budgets counted within a test use hour windows so that a window boundary can never fall between
+two requests of one test; the minute window is checked through its advertised policy.
+"""
+
+import re
+
+import pytest
+from django.core.cache import cache
+
+from gtm_api.models import Lead
+from neuronx.models import Tenant
+from neuronx.tenancy import TenancyError, api_key_create, tenant_set_rate_limit
+from tests.conftest import Api, lead_body, make_api, problem
+
+pytestmark = pytest.mark.django_db
+
+_RATELIMIT = re.compile(r'^"(?P<cls>[a-z]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
+
+
+def _remaining(response, rate_class: str) -> int:
+    match = _RATELIMIT.match(response["RateLimit"])
+    assert match, response["RateLimit"]
+    assert match["cls"] == rate_class
+    return int(match["r"])
+
+
+def _reset(response) -> int:
+    match = _RATELIMIT.match(response["RateLimit"])
+    assert match, response["RateLimit"]
+    return int(match["t"])
+
+
+def _write(api: Api, n: int):
+    return api.post("/v1/leads", lead_body(email=f"lead{n}@acme-corp.com"))
+
+
+def test_a_minute_override_is_advertised_as_a_60_second_window(alice):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="3/m")
+    response = _write(alice, 0)
+    assert response.status_code == 201
+    assert response["RateLimit-Policy"] == '"write";q=3;w=60'
+    assert _remaining(response, "write") == 2
+    assert 0 <= _reset(response) <= 60
+
+
+def test_the_write_after_the_budget_is_429_with_retry_after(alice):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="3/h")
+    responses = [_write(alice, n) for n in range(4)]
+    assert [r.status_code for r in responses[:3]] == [201, 201, 201]
+    assert [_remaining(r, "write") for r in responses] == [2, 1, 0, 0]
+    assert {r["RateLimit-Policy"] for r in responses} == {'"write";q=3;w=3600'}
+    limited = responses[3]
+    body = problem(limited, 429, "rate_limited")
+    retry_after = int(limited["Retry-After"])
+    assert 1 <= retry_after <= 3600
+    assert abs(retry_after - _reset(limited)) <= 1
+    assert body["retry_after"] == _reset(limited)
+    assert Lead.objects.count() == 3
+
+
+def test_a_rate_limited_write_does_not_consume_its_idempotency_key(alice):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="1/h")
+    assert _write(alice, 0).status_code == 201
+    problem(alice.post("/v1/leads", lead_body(email="x@acme-corp.com"), idempotency_key="later"),
+            429, "rate_limited")
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="10/h")
+    response = alice.post("/v1/leads", lead_body(email="x@acme-corp.com"), idempotency_key="later")
+    assert response.status_code == 201 and not response.has_header("Idempotent-Replayed")
+
+
+def test_reads_are_counted_separately_from_writes(alice):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="1/h")
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="read", rate="5/h")
+    assert _write(alice, 0).status_code == 201
+    problem(_write(alice, 1), 429, "rate_limited")
+    first_read = alice.get("/v1/leads")
+    second_read = alice.get("/v1/leads")
+    assert first_read.status_code == second_read.status_code == 200
+    assert first_read["RateLimit-Policy"] == '"read";q=5;w=3600'
+    assert [_remaining(first_read, "read"), _remaining(second_read, "read")] == [4, 3]
+
+
+def test_read_class_default_applies_without_an_override(alice, settings):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="1/h")
+    limit, _, _ = settings.RATE_LIMITS["read"].partition("/")
+    response = alice.get("/v1/leads")
+    assert response["RateLimit-Policy"].startswith(f'"read";q={limit};w=')
+    assert _remaining(response, "read") == int(limit) - 1
+
+
+def test_each_api_key_has_its_own_budget(alice):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="2/h")
+    second = Api(client=alice.client, key=api_key_create(tenant=alice.tenant).plaintext)
+    assert [_write(alice, n).status_code for n in range(3)] == [201, 201, 429]
+    response = _write(second, 10)
+    assert response.status_code == 201
+    assert _remaining(response, "write") == 1
+
+
+def test_an_override_for_one_tenant_leaves_others_on_the_default(alice, bob, settings):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="1/h")
+    limit, _, _ = settings.RATE_LIMITS["write"].partition("/")
+    _write(alice, 0)
+    problem(_write(alice, 1), 429, "rate_limited")
+    response = _write(bob, 0)
+    assert response.status_code == 201
+    assert response["RateLimit-Policy"].startswith(f'"write";q={limit};w=')
+
+
+def test_the_budget_is_held_in_the_shared_cache(alice):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="1/h")
+    assert _write(alice, 0).status_code == 201
+    problem(_write(alice, 1), 429, "rate_limited")
+    cache.clear()  # what a new window (or a cache flush) does
+    assert _write(alice, 2).status_code == 201
+
+
+def test_error_responses_carry_the_headers_too(alice, anonymous):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="read", rate="50/h")
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="40/h")
+    unauthenticated = anonymous.get("/v1/leads")
+    not_found = alice.get("/v1/leads/lead_DOESNOTEXIST")
+    invalid = alice.post("/v1/leads", lead_body(email="nope"))
+    denied = make_api("alice", scopes=["leads:read"]).post("/v1/leads", lead_body())
+    problem(unauthenticated, 401, "authentication_failed")
+    problem(not_found, 404, "not_found")
+    problem(invalid, 422, "validation_error")
+    problem(denied, 403, "permission_denied")
+    assert not_found["RateLimit-Policy"] == '"read";q=50;w=3600'
+    assert invalid["RateLimit-Policy"] == '"write";q=40;w=3600'
+    assert denied["RateLimit-Policy"] == '"write";q=40;w=3600'
+    assert unauthenticated["RateLimit-Policy"].startswith('"read";q=')
+    for response in (unauthenticated, not_found, invalid, denied):
+        assert _RATELIMIT.match(response["RateLimit"]), response["RateLimit"]
+
+
+def test_unauthenticated_calls_are_limited_too(anonymous, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "read": "2/h"}
+    assert [anonymous.get("/v1/leads").status_code for _ in range(2)] == [401, 401]
+    problem(anonymous.get("/v1/leads"), 429, "rate_limited")
+
+
+@pytest.mark.parametrize(
+    ("rate_class", "rate"),
+    [
+        ("write", "fast"),
+        ("write", "0/m"),
+        ("write", "5/x"),
+        ("write", "5 / m"),
+        ("write", "-1/m"),
+        ("write", "5/0m"),  # a zero-length window
+        ("write", "5/00s"),
+        ("write", ""),
+        ("deletes", "5/m"),
+        ("", "5/m"),
+    ],
+)
+def test_set_rate_limit_rejects_a_bad_rate_or_class(alice, rate_class, rate):
+    with pytest.raises(TenancyError):
+        tenant_set_rate_limit(tenant=alice.tenant, rate_class=rate_class, rate=rate)
+    assert Tenant.objects.get(pk=alice.tenant.pk).rate_limits == {}
+
+
+@pytest.mark.parametrize("rate", ["5/m", "100/h", "10/30s", "1000/d", "7/s"])
+def test_set_rate_limit_accepts_documented_rates(alice, rate):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="bulk", rate=rate)
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="9/h")
+    assert Tenant.objects.get(pk=alice.tenant.pk).rate_limits == {"bulk": rate, "write": "9/h"}
