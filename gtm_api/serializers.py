@@ -21,7 +21,7 @@ from gtm_api.lead_fields import (
     validate_attributes,
 )
 from gtm_api.models import Lead, Stage
-from neuronx.serializers import StrictInput
+from neuronx.serializers import StrictInput, StrictQuery
 
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_CONSENTS_PER_REQUEST = 20
@@ -189,7 +189,7 @@ class LeadOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class LeadListQuery(StrictInput):
+class LeadListQuery(StrictQuery):
     email = serializers.CharField(required=False, max_length=254)
     external_id = serializers.CharField(required=False, max_length=255)
     stage = serializers.ChoiceField(required=False, choices=Stage.choices)

@@ -103,6 +103,31 @@ _CODES = [
         "The tenant has no routing rules to route the lead with.",
     ),
     ErrorCode(
+        "no_rep_available",
+        409,
+        "No rep available",
+        "The routing rule that matched the lead (and the fallback, if any) leads to teams whose "
+        "reps are all inactive or at capacity.",
+    ),
+    ErrorCode(
+        "no_rep_available",
+        409,
+        "No rep available",
+        "Routing matched a team, but none of its reps is active with free capacity.",
+    ),
+    ErrorCode(
+        "appointment_closed",
+        409,
+        "Appointment closed",
+        "The appointment is canceled, completed or no-show and can no longer change.",
+    ),
+    ErrorCode(
+        "payment_not_cancelable",
+        409,
+        "Payment not cancelable",
+        "Only an `initiated` payment can be canceled.",
+    ),
+    ErrorCode(
         "payload_too_large",
         413,
         "Payload too large",

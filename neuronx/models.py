@@ -31,6 +31,8 @@ class Tenant(models.Model):
     name = models.CharField(max_length=200)
     # Per-class rate overrides, e.g. {"write": "5/m"}; absent classes use settings.RATE_LIMITS.
     rate_limits = models.JSONField(default=dict, blank=True)
+    # Largest single payment in major currency units; null uses settings.PAYMENT_MAX_MAJOR_UNITS.
+    payment_max_major_units = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

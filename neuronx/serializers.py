@@ -31,3 +31,7 @@ class StrictInput(serializers.Serializer):
 
     def update(self, instance: Any, validated_data: Any) -> Any:
         raise NotImplementedError
+
+
+class StrictQuery(StrictInput):
+    """Query-string filters: unknown parameters are errors too. Filters read, never write."""

@@ -178,7 +178,10 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "COMPONENT_NO_READ_ONLY_REQUIRED": False,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "StageEnum": "gtm_api.models.Stage",
+        "ConsentStateEnum": ["granted", "revoked", "expired", "not_captured"],
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -202,6 +205,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "neuronx.tasks.idempotency_cleanup",
         "schedule": 3600.0,
     },
+    "payments-expire": {
+        "task": "gtm_api.tasks.payments_expire",
+        "schedule": 300.0,
+    },
 }
 
 IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 24)
@@ -215,6 +222,13 @@ RATE_LIMITS = {
     "bulk": env_str("RATE_LIMIT_BULK", "20/m"),
     "webhooks": env_str("RATE_LIMIT_WEBHOOKS", "60/m"),
 }
+
+# Payments: the checkout provider (a dotted path) and the lifetime of an unpaid checkout.
+PAYMENT_PROVIDER = env_str("PAYMENT_PROVIDER", "gtm_api.services.payment_providers.BuiltinProvider")
+PAYMENT_CHECKOUT_BASE_URL = env_str("PAYMENT_CHECKOUT_BASE_URL", "https://pay.neuronx.io/checkout")
+PAYMENT_CHECKOUT_TTL_SECONDS = env_int("PAYMENT_CHECKOUT_TTL_SECONDS", 86_400)
+# Default maximum of one payment, in major units of its currency; tenants may override it.
+PAYMENT_MAX_MAJOR_UNITS = env_int("PAYMENT_MAX_MAJOR_UNITS", 100_000)
 
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
 

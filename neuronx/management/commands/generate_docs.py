@@ -179,8 +179,8 @@ def render_errors() -> str:
 def render_operations() -> str:
     operations = declared_operations()
 
-    def users(predicate: Callable[[Operation], bool]) -> str:
-        hits = [f"`{o.method} {o.path}`" for o in operations if predicate(o.operation)]
+    def users(value: str, declared: Callable[[Operation], Iterable[str | None]]) -> str:
+        hits = [f"`{o.method} {o.path}`" for o in operations if value in declared(o.operation)]
         return ", ".join(hits) or "— (no /v1/ operation declares it)"
 
     def consent(op: Operation) -> str:
@@ -241,21 +241,21 @@ def render_operations() -> str:
         "",
         *_table(
             ["key scope", "required by"],
-            ([f"`{s}`", users(lambda op, s=s: op.scope == s)] for s in SCOPES),
+            ([f"`{s}`", users(s, lambda op: [op.scope])] for s in SCOPES),
         ),
         "",
         "## Consent scopes",
         "",
         *_table(
             ["consent scope", "required by"],
-            ([f"`{s}`", users(lambda op, s=s: s in op.consent)] for s in sorted(CONSENT_SCOPES)),
+            ([f"`{s}`", users(s, lambda op: op.consent)] for s in sorted(CONSENT_SCOPES)),
         ),
         "",
         "## Usage dimensions",
         "",
         *_table(
             ["dimension", "recorded by"],
-            ([f"`{d}`", users(lambda op, d=d: op.usage == d)] for d in sorted(DIMENSIONS)),
+            ([f"`{d}`", users(d, lambda op: [op.usage])] for d in sorted(DIMENSIONS)),
         ),
     ]
     return "\n".join(lines) + "\n"
