@@ -106,13 +106,6 @@ _CODES = [
         "no_rep_available",
         409,
         "No rep available",
-        "The routing rule that matched the lead (and the fallback, if any) leads to teams whose "
-        "reps are all inactive or at capacity.",
-    ),
-    ErrorCode(
-        "no_rep_available",
-        409,
-        "No rep available",
         "Routing matched a team, but none of its reps is active with free capacity.",
     ),
     ErrorCode(
@@ -201,6 +194,10 @@ class IdempotencyKeyRequired(ApiError):
 
 class AuthenticationFailed(ApiError):
     code = "authentication_failed"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="api"'
 
 
 class PermissionDenied(ApiError):

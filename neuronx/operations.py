@@ -7,6 +7,8 @@ read the `Operation` attached to a view method, so they cannot disagree. A syste
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime
 from typing import Any, Literal, TypeVar
 
 RateClass = Literal["read", "write", "bulk", "webhooks"]
@@ -36,6 +38,24 @@ NO_CONSENT: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
+class Deprecation:
+    """A deprecated operation: announced `since`, removed at `sunset`, replaced by `successor`."""
+
+    since: datetime
+    sunset: datetime
+    successor: str
+    policy: str = "https://docs.neuronx.io/versioning"
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Deprecation": f"@{int(self.since.timestamp())}",  # RFC 9745 structured date
+            "Sunset": format_datetime(self.sunset, usegmt=True),  # RFC 8594 HTTP-date
+            "Link": f'<{self.successor}>; rel="successor-version", '
+            f'<{self.policy}>; rel="deprecation"',
+        }
+
+
+@dataclass(frozen=True)
 class Operation:
     rate_class: RateClass
     scope: str
@@ -45,6 +65,7 @@ class Operation:
     errors: tuple[str, ...] = ()
     has_body: bool = False
     consent_note: str = ""
+    deprecation: Deprecation | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -67,6 +88,7 @@ class Operation:
             "consent_note": self.consent_note or None,
             "usage": self.usage,
             "idempotent": self.idempotent,
+            "deprecated": self.deprecation is not None,
         }
 
 
@@ -83,6 +105,7 @@ def operation(
     errors: tuple[str, ...] = (),
     has_body: bool = False,
     consent_note: str = "",
+    deprecation: Deprecation | None = None,
 ) -> Callable[[F], F]:
     """Declare the contract of one API action. `consent=NO_CONSENT` says 'none' explicitly."""
     declared = Operation(
@@ -94,6 +117,7 @@ def operation(
         errors=errors,
         has_body=has_body,
         consent_note=consent_note,
+        deprecation=deprecation,
     )
 
     def attach(func: F) -> F:

@@ -39,6 +39,18 @@ class OperationAutoSchema(AutoSchema):
         if operation is None or op is None:
             return operation
         operation[EXTENSION] = op.as_extension()
+        if op.deprecation is not None:
+            operation["deprecated"] = True
+            deprecation_headers = {
+                name: {
+                    "schema": {"type": "string"},
+                    "required": True,
+                    "description": f"{name} of this deprecated operation (see the versioning policy).",
+                }
+                for name in op.deprecation.headers()
+            }
+        else:
+            deprecation_headers = {}
         if op.idempotent:
             operation.setdefault("parameters", []).insert(
                 0,
@@ -67,7 +79,11 @@ class OperationAutoSchema(AutoSchema):
             }
         )
         for status_code, response in operation["responses"].items():
-            response["headers"] = {**_RESPONSE_HEADERS, **response.get("headers", {})}
+            response["headers"] = {
+                **_RESPONSE_HEADERS,
+                **deprecation_headers,
+                **response.get("headers", {}),
+            }
             if status_code == "201":
                 response["headers"]["Location"] = {
                     "description": "Path of the created resource.",

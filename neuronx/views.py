@@ -167,6 +167,10 @@ class ApiViewSet(GenericViewSet):
         if self.rate_state is not None:
             for name, value in self.rate_state.headers().items():
                 response[name] = value
+        op = operation_of(self, getattr(self, "action", None))
+        if op is not None and op.deprecation is not None:
+            for name, value in op.deprecation.headers().items():
+                response[name] = value
         return response
 
     # -- helpers for actions -----------------------------------------------------------------

@@ -206,7 +206,11 @@ class LeadViewSet(ApiViewSet):
         else:
             records = [self.validated(ConsentRecordInput)]
         lead_consents_append(actor=self.actor, lead_id=pk, records=records)
-        return Response(self._ledger(pk), status=status.HTTP_201_CREATED)
+        return Response(
+            self._ledger(pk),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/v1/leads/{pk}/consents"},
+        )
 
     def _ledger(self, lead_id: str) -> Any:
         lead = lead_get(tenant=self.actor.tenant, lead_id=lead_id)

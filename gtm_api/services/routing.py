@@ -99,7 +99,7 @@ def _condition(value: Any, path: str) -> dict[str, Any]:
         condition = condition_validate(value)
     except ConditionInvalid as exc:
         _fail(path, str(exc))
-    listed = condition.get("value") if condition["op"] in {"in", "not_in"} else []
+    listed: list[Any] = condition["value"] if condition["op"] in {"in", "not_in"} else []
     if any(isinstance(item, list | dict) for item in listed):
         _fail(path, "list values must be strings, numbers, booleans or null")
     return dict(condition)

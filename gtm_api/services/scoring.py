@@ -290,7 +290,7 @@ def _reserved_name(definition: dict[str, Any]) -> None:
         )
 
 
-DEFAULT = ActiveModel(
+DEFAULT_ACTIVE_MODEL = ActiveModel(
     model_version=f"{DEFAULT_MODEL_NAME}-{DEFAULT_MODEL_VERSION}",
     definition=scoring_model_validate(DEFAULT_MODEL),
 )
@@ -302,7 +302,7 @@ DEFAULT = ActiveModel(
 def scoring_model_active(*, tenant: Tenant) -> ActiveModel:
     """The tenant's active installed model, or the documented default when it has none."""
     installed = ScoringModel.objects.filter(tenant=tenant, is_active=True).first()
-    return DEFAULT if installed is None else ActiveModel.of(installed)
+    return DEFAULT_ACTIVE_MODEL if installed is None else ActiveModel.of(installed)
 
 
 def scoring_model_versions(*, tenant: Tenant) -> QuerySet[ScoringModel]:

@@ -39,6 +39,7 @@ def test_post_a_single_record_returns_the_ledger(alice, lead):
     assert response.status_code == 201, response.content
     ledger = response.json()
     assert ledger["lead_id"] == lead["id"]
+    assert response["Location"] == f"/v1/leads/{lead['id']}/consents"
     current = ledger["current"]["contact.email"]
     assert current["state"] == "granted" and current["granted"] is True
     assert current["record_id"] == ledger["history"][0]["id"]

@@ -46,8 +46,9 @@ def _in_flight(api: Api, key: str, body: dict, *, age: timedelta) -> Idempotency
 
 @pytest.mark.django_db
 def test_post_without_a_key_is_400_and_writes_nothing(alice):
-    problem(alice.post("/v1/leads", lead_body(), idempotency_key=None), 400,
-            "idempotency_key_required")
+    problem(
+        alice.post("/v1/leads", lead_body(), idempotency_key=None), 400, "idempotency_key_required"
+    )
     assert not Lead.objects.exists()
     assert not UsageEvent.objects.exists()
     assert not Event.objects.exists()
@@ -65,9 +66,13 @@ def test_patch_without_a_key_is_400_and_changes_nothing(alice):
 @pytest.mark.django_db
 @pytest.mark.parametrize("key", ["", "k" * 256, "has space", "tab\tkey", "ключ"])
 def test_invalid_keys_are_400(alice, key):
-    problem(alice.post("/v1/leads", lead_body(), headers={"Idempotency-Key": key},
-                       idempotency_key=None),
-            400, "idempotency_key_required")
+    problem(
+        alice.post(
+            "/v1/leads", lead_body(), headers={"Idempotency-Key": key}, idempotency_key=None
+        ),
+        400,
+        "idempotency_key_required",
+    )
     assert not Lead.objects.exists()
 
 
@@ -140,17 +145,29 @@ def test_a_4xx_outcome_is_stored_and_replayed(alice):
     assert again["Content-Type"] == "application/problem+json"
     assert again.json() == body
     # Fixing the body is a new request: it needs a new key.
-    problem(alice.post("/v1/leads", lead_body(), idempotency_key="bad-1"), 422,
-            "idempotency_key_reused")
+    problem(
+        alice.post("/v1/leads", lead_body(), idempotency_key="bad-1"), 422, "idempotency_key_reused"
+    )
     assert alice.post("/v1/leads", lead_body(), idempotency_key="bad-2").status_code == 201
 
 
 @pytest.mark.django_db
 def test_an_authentication_failure_does_not_consume_the_key(alice, anonymous):
-    problem(anonymous.post("/v1/leads", lead_body(), idempotency_key="k"), 401,
-            "authentication_failed")
+    problem(
+        anonymous.post("/v1/leads", lead_body(), idempotency_key="k"), 401, "authentication_failed"
+    )
     response = alice.post("/v1/leads", lead_body(), idempotency_key="k")
     assert response.status_code == 201 and not response.has_header(REPLAYED)
+
+
+@pytest.mark.django_db
+def test_a_long_request_target_is_not_a_server_fault(alice):
+    # Servers in front of us accept request lines up to ~4 KiB (gunicorn: 4094 bytes).
+    target = "/v1/leads?utm=" + "a" * 3000
+    first = alice.post(target, lead_body(), idempotency_key="long")
+    assert first.status_code < 500, first.content
+    again = alice.post(target, lead_body(), idempotency_key="long")
+    assert (again.status_code, again.get(REPLAYED)) == (first.status_code, "true")
 
 
 # -- reuse ---------------------------------------------------------------------------------------
@@ -159,8 +176,11 @@ def test_an_authentication_failure_does_not_consume_the_key(alice, anonymous):
 @pytest.mark.django_db
 def test_same_key_with_a_different_body_is_422_reused(alice):
     first = alice.post("/v1/leads", lead_body(), idempotency_key="k")
-    body = problem(alice.post("/v1/leads", lead_body(first_name="Augusta"), idempotency_key="k"),
-                   422, "idempotency_key_reused")
+    body = problem(
+        alice.post("/v1/leads", lead_body(first_name="Augusta"), idempotency_key="k"),
+        422,
+        "idempotency_key_reused",
+    )
     assert "POST /v1/leads" in body["detail"]
     assert Lead.objects.get().id == first.json()["id"]
     assert Lead.objects.get().first_name == "Ada"
@@ -169,12 +189,22 @@ def test_same_key_with_a_different_body_is_422_reused(alice):
 @pytest.mark.django_db
 def test_same_key_on_a_different_path_or_method_is_422_reused(alice):
     lead = alice.post("/v1/leads", lead_body(), idempotency_key="k").json()
-    problem(alice.patch(f"/v1/leads/{lead['id']}", lead_body(), idempotency_key="k"), 422,
-            "idempotency_key_reused")
-    consent = {"scope": "contact.email", "granted": True,
-               "captured_at": "2026-01-01T00:00:00Z", "source": "web_form"}
-    problem(alice.post(f"/v1/leads/{lead['id']}/consents", consent, idempotency_key="k"), 422,
-            "idempotency_key_reused")
+    problem(
+        alice.patch(f"/v1/leads/{lead['id']}", lead_body(), idempotency_key="k"),
+        422,
+        "idempotency_key_reused",
+    )
+    consent = {
+        "scope": "contact.email",
+        "granted": True,
+        "captured_at": "2026-01-01T00:00:00Z",
+        "source": "web_form",
+    }
+    problem(
+        alice.post(f"/v1/leads/{lead['id']}/consents", consent, idempotency_key="k"),
+        422,
+        "idempotency_key_reused",
+    )
     assert Lead.objects.get().first_name == "Ada"
     assert not ConsentRecord.objects.exists()
 
@@ -196,8 +226,9 @@ def test_keys_are_scoped_per_tenant(alice, bob):
 @pytest.mark.django_db
 def test_a_key_still_in_flight_is_409_in_use(alice):
     record = _in_flight(alice, "busy", lead_body(), age=timedelta(seconds=1))
-    problem(alice.post("/v1/leads", lead_body(), idempotency_key="busy"), 409,
-            "idempotency_key_in_use")
+    problem(
+        alice.post("/v1/leads", lead_body(), idempotency_key="busy"), 409, "idempotency_key_in_use"
+    )
     assert not Lead.objects.exists()
     record.refresh_from_db()
     assert record.state == IdempotencyRecord.State.IN_FLIGHT
@@ -207,16 +238,20 @@ def test_a_key_still_in_flight_is_409_in_use(alice):
 @pytest.mark.django_db
 def test_an_in_flight_key_with_a_different_body_is_422_reused(alice):
     _in_flight(alice, "busy", lead_body(), age=timedelta(seconds=1))
-    problem(alice.post("/v1/leads", lead_body(first_name="Eve"), idempotency_key="busy"), 422,
-            "idempotency_key_reused")
+    problem(
+        alice.post("/v1/leads", lead_body(first_name="Eve"), idempotency_key="busy"),
+        422,
+        "idempotency_key_reused",
+    )
 
 
 @pytest.mark.django_db
 def test_a_stale_in_flight_claim_is_taken_over(alice):
     stale = timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS + 5)
     record = _in_flight(alice, "crashed", lead_body(), age=stale)
-    response = alice.post("/v1/leads", lead_body(), idempotency_key="crashed",
-                          headers={"X-Request-ID": "req-retry"})
+    response = alice.post(
+        "/v1/leads", lead_body(), idempotency_key="crashed", headers={"X-Request-ID": "req-retry"}
+    )
     assert response.status_code == 201, response.content
     assert not response.has_header(REPLAYED)
     record.refresh_from_db()
@@ -231,8 +266,9 @@ def test_a_stale_in_flight_claim_is_taken_over(alice):
 def test_a_claim_just_inside_the_lock_window_is_not_taken_over(alice):
     fresh = timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS - 5)
     _in_flight(alice, "slow", lead_body(), age=fresh)
-    problem(alice.post("/v1/leads", lead_body(), idempotency_key="slow"), 409,
-            "idempotency_key_in_use")
+    problem(
+        alice.post("/v1/leads", lead_body(), idempotency_key="slow"), 409, "idempotency_key_in_use"
+    )
 
 
 # -- retention -----------------------------------------------------------------------------------

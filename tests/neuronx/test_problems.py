@@ -60,7 +60,7 @@ def test_unexpected_exception_is_500_without_internals(alice, monkeypatch):
     response = alice.post("/v1/leads", lead_body())
     body = problem(response, 500, "internal_error")
     text = response.content.decode()
-    for leak in ("secret", "SELECT", "neuronx_apikey", "Traceback", "RuntimeError", "File \""):
+    for leak in ("secret", "SELECT", "neuronx_apikey", "Traceback", "RuntimeError", 'File "'):
         assert leak not in text, text
     assert set(body) == {"type", "title", "status", "detail", "code", "request_id"}
 
@@ -104,8 +104,7 @@ def test_a_500_is_not_stored_under_its_idempotency_key(alice, monkeypatch):
         raise RuntimeError(SECRET)
 
     monkeypatch.setattr(gtm_api.api.leads, "lead_create", create_then_explode)
-    problem(alice.post("/v1/leads", lead_body(), idempotency_key="retry-me"), 500,
-            "internal_error")
+    problem(alice.post("/v1/leads", lead_body(), idempotency_key="retry-me"), 500, "internal_error")
     assert not IdempotencyRecord.objects.exists()
     monkeypatch.undo()
     retry = alice.post("/v1/leads", lead_body(), idempotency_key="retry-me")
@@ -120,14 +119,13 @@ def test_a_5xx_returned_by_an_action_is_not_stored_either(alice, monkeypatch):
         raise errors.ServiceUnavailable("The scoring backend is down.")
 
     monkeypatch.setattr(gtm_api.api.leads, "lead_create", unavailable)
-    problem(alice.post("/v1/leads", lead_body(), idempotency_key="k"), 503,
-            "service_unavailable")
+    problem(alice.post("/v1/leads", lead_body(), idempotency_key="k"), 503, "service_unavailable")
     assert not IdempotencyRecord.objects.exists()
 
 
 def test_a_body_over_the_request_limit_is_413(alice, settings):
     settings.MAX_REQUEST_BODY_BYTES = 200
-    body = lead_body(company="x" * 300)
+    body = lead_body(company="x" * 150)
     response = alice.post("/v1/leads", body)
     problem(response, 413, "payload_too_large")
     assert "200 bytes" in response.json()["detail"]
@@ -147,10 +145,16 @@ def test_problem_members_come_from_the_catalog(alice):
     body = problem(alice.post("/v1/leads", lead_body(email="nope")), 422, "validation_error")
     entry = CATALOG["validation_error"]
     assert (body["type"], body["title"], body["status"]) == (
-        entry.type_uri, entry.title, entry.status,
+        entry.type_uri,
+        entry.title,
+        entry.status,
     )
     assert body["errors"] == [
-        {"field": "email", "code": body["errors"][0]["code"], "message": body["errors"][0]["message"]}
+        {
+            "field": "email",
+            "code": body["errors"][0]["code"],
+            "message": body["errors"][0]["message"],
+        }
     ]
 
 
@@ -160,6 +164,8 @@ def test_every_api_error_has_a_catalog_entry():
             yield sub
             yield from subclasses(sub)
 
+    listed = [entry.code for entry in errors._CODES]
+    assert sorted(c for c in set(listed) if listed.count(c) > 1) == [], "codes listed twice"
     classes = list(subclasses(errors.ApiError))
     assert {cls.code for cls in classes} <= set(CATALOG)
     for code, entry in CATALOG.items():
