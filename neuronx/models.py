@@ -67,7 +67,7 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64)
     method = models.CharField(max_length=10)
-    path = models.CharField(max_length=2048)
+    path = models.TextField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.IN_FLIGHT)
     locked_at = models.DateTimeField()
     response_status = models.PositiveSmallIntegerField(null=True)

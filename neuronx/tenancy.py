@@ -15,7 +15,8 @@ from neuronx.models import RATE_CLASSES, SCOPES, ApiKey, Tenant
 
 KEY_PREFIX = "nxk"
 _KEY_SHAPE = re.compile(rf"^{KEY_PREFIX}_([a-z0-9]{{12}})_([A-Za-z0-9]{{40}})$")
-_RATE_SHAPE = re.compile(r"^[1-9][0-9]{0,8}/[1-9]?[0-9]*[smhd]$")
+_RATE_SHAPE = re.compile(r"^[1-9][0-9]{0,8}/(?:[1-9][0-9]{0,5})?[smhd]$")
+_SLUG_SHAPE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _ALPHANUM = "abcdefghijklmnopqrstuvwxyz0123456789"
 _ALPHANUM_MIXED = _ALPHANUM + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -39,6 +40,10 @@ def _hash_key(plaintext: str) -> str:
 @transaction.atomic
 def tenant_create(*, slug: str, name: str = "") -> Tenant:
     """Create a tenant; the slug is its stable handle for the internal team."""
+    if not _SLUG_SHAPE.match(slug):
+        raise TenancyError(
+            f"Slug {slug!r} must be 1–63 characters of lowercase letters, digits and hyphens."
+        )
     if Tenant.objects.filter(slug=slug).exists():
         raise TenancyError(f"Tenant {slug!r} already exists.")
     return Tenant.objects.create(slug=slug, name=name or slug)

@@ -441,8 +441,9 @@ def _pick(*, team: Team, strategy: str) -> tuple[Rep | None, str]:
 
 
 def assignment_release(*, assignment: Assignment) -> None:
-    """Give back the load `assignment` put on its rep (on re-route, or when the lead is handed
-    off). Call it inside a transaction holding the lock of the rep's team."""
+    """Give back the load `assignment` put on its rep: on re-route, or when the lead is handed
+    off. One atomic `UPDATE` that never goes below zero; it only frees capacity, so it is safe
+    without the team lock (a concurrent route at worst sees the rep as still full)."""
     Rep.objects.filter(pk=assignment.rep_id, load__gt=0).update(load=F("load") - 1)
 
 

@@ -200,6 +200,13 @@ def _condition(value: Any, path: str) -> dict[str, Any]:
             f"{condition['field']!r} cannot be scored on: it changes when the lead is qualified, "
             "so re-qualifying would not be deterministic.",
         )
+    if (
+        condition["field"] == "free_email"
+        and condition["op"] in {"eq", "ne"}
+        and not isinstance(condition["value"], bool)
+    ):
+        # `"false"` (a string) would never equal the fact, silently never matching.
+        raise ScoringModelInvalid(f"{path}.value", "free_email compares with true or false.")
     return dict(condition)
 
 

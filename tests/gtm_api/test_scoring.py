@@ -314,6 +314,11 @@ def _without(key: str) -> dict[str, Any]:
             "rules[0].when[0].field",
             "cannot be scored on",
         ),
+        (
+            model(rules=[_rule(when=[{"field": "free_email", "op": "eq", "value": "false"}])]),
+            "rules[0].when[0].value",
+            "true or false",
+        ),
         (model(grades={}), "grades", "non-empty object"),
         (model(grades={"a": 80}), "grades.a", "single capital letters"),
         (model(grades={"AA": 80}), "grades.AA", "single capital letters"),
