@@ -11,7 +11,7 @@ from neuronx.serializers import StrictInput, StrictQuery
 FORBIDDEN_INPUT_FIELDS = {"stage", "verified_paid", "case", "case_id", "verified_at"}
 
 
-def _subclasses(cls: type) -> Iterator[type]:
+def _subclasses(cls: type[StrictInput]) -> Iterator[type[StrictInput]]:
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)

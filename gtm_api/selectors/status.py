@@ -43,10 +43,12 @@ def lead_status(*, tenant: Tenant, lead_id: str) -> LeadStatus:
     history = consent_history(lead=lead)
     return LeadStatus(
         lead=lead,
-        qualification=Qualification.objects.filter(lead=lead).order_by("-id").first(),
-        assignment=Assignment.objects.filter(lead=lead).order_by("-id").first(),
+        qualification=Qualification.objects.filter(lead=lead)
+        .order_by("-created_at", "-id")
+        .first(),
+        assignment=Assignment.objects.filter(lead=lead).order_by("-created_at", "-id").first(),
         appointments=list(Appointment.objects.filter(lead=lead).order_by("starts_at", "id")),
         payments=list(Payment.objects.filter(lead=lead).order_by("id")),
         consent=consent_state(lead=lead, history=history),
-        history=list(StageTransition.objects.filter(lead=lead).order_by("id")),
+        history=list(StageTransition.objects.filter(lead=lead).order_by("at", "id")),
     )

@@ -16,7 +16,7 @@ from usage.services import usage_record
 from webhooks.services import event_publish
 
 # The consent scope each channel needs before we may contact the lead through it.
-CHANNEL_CONSENT = {
+CHANNEL_CONSENT: dict[str, str] = {
     Channel.PHONE: "contact.phone",
     Channel.VIDEO: "contact.email",
     Channel.IN_PERSON: "contact.email",

@@ -6,6 +6,7 @@ present, absent, contains (case-insensitive substring), matches (case-insensitiv
 gte, lt, lte. Evaluation is pure and deterministic.
 """
 
+import json
 import re
 from typing import Any
 
@@ -133,7 +134,7 @@ def _fold(value: Any) -> Any:
 def condition_matches(condition: dict[str, Any], facts: dict[str, Any]) -> bool:
     op = condition["op"]
     actual = facts.get(condition["field"])
-    expected = condition.get("value")
+    expected: Any = condition.get("value")
     if op == "present":
         return actual not in (None, "")
     if op == "absent":
@@ -168,6 +169,7 @@ def conditions_match(conditions: list[dict[str, Any]], facts: dict[str, Any]) ->
 
 
 def condition_describe(condition: dict[str, Any]) -> str:
+    """Human-readable, with values in JSON spelling (`false`, `["GB"]`), as clients read them."""
     if condition["op"] in _VALUELESS:
         return f"{condition['field']} {condition['op']}"
-    return f"{condition['field']} {condition['op']} {condition['value']!r}"
+    return f"{condition['field']} {condition['op']} {json.dumps(condition['value'])}"
