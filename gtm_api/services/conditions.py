@@ -113,8 +113,10 @@ def condition_validate(condition: Any) -> dict[str, Any]:
     if op not in _VALUELESS and "value" not in condition:
         raise ConditionInvalid(f"Op {op!r} needs a value.")
     value = condition.get("value")
-    if op in {"in", "not_in"} and not isinstance(value, list):
-        raise ConditionInvalid(f"Op {op!r} needs a list value.")
+    if op in {"in", "not_in"} and (
+        not isinstance(value, list) or any(isinstance(v, list | dict) for v in value)
+    ):
+        raise ConditionInvalid(f"Op {op!r} needs a list of plain values.")
     if op in {"gt", "gte", "lt", "lte"} and (
         not isinstance(value, int | float) or isinstance(value, bool)
     ):

@@ -26,6 +26,7 @@ from gtm_api.selectors.leads import lead_get
 from gtm_api.selectors.payments import payment_get
 from gtm_api.services.lifecycle import lead_ensure_open, lead_lock_for, lead_transition
 from gtm_api.services.payment_providers import payment_provider
+from gtm_api.services.routing import assignment_release
 from neuronx import errors
 from neuronx.context import Actor
 from usage.services import usage_record
@@ -200,6 +201,10 @@ def payment_verify(*, actor: Actor, payment_id: str, provider_reference: str = "
         return existing
     lead_transition(actor=actor, lead=lead, to_stage=Stage.VERIFIED_PAID, cause="payment.verified")
     case = CaseOpened.objects.create(tenant=lead.tenant, lead=lead, payment=payment)
+    # The owner's capacity is freed: a handed-off lead no longer counts as their load.
+    current = lead.assignments.order_by("-created_at", "-id").first()
+    if current is not None:
+        assignment_release(assignment=current)
     event_publish(actor=actor, type="payment.verified", data=_event_data(payment, lead))
     event_publish(
         actor=actor,

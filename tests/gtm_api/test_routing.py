@@ -171,7 +171,7 @@ def _with(path: list, value: Any) -> dict[str, Any]:
         ),
         (
             _with(["rules", 0, "when", 0], {"field": "country", "op": "in", "value": [["GB"]]}),
-            "rules[0].when[0]: list values must be",
+            "rules[0].when[0]: Op 'in' needs a list of plain values",
         ),
         (_with(["rules", 1], rule("big", "inbound")), "rules[1].name: duplicate rule name 'big'"),
         (_with(["fallback", "team"], "nobody"), "fallback.team: unknown team 'nobody'"),
@@ -287,7 +287,7 @@ def test_reason_traces_every_rule_tried(acme):
     routing_config_install(tenant=acme, config=RULES)
     assignment = route(acme, qualified_lead(acme, country="US", grade="A"))
     assert assignment.reason == (
-        "rule 'uk' skipped: country in ['GB', 'IE'] not met; "
+        'rule \'uk\' skipped: country in ["GB", "IE"] not met; '
         "rule 'grade-a' matched → team enterprise, round_robin → eve (turn 1 of 1 active reps)"
     )
 

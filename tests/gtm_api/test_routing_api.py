@@ -125,7 +125,7 @@ def test_no_matching_rule_and_no_fallback_is_409_with_the_trace(alice):
         "routing_not_configured",
     )
     assert body["reason"] == (
-        "rule 'uk' skipped: country eq 'GB' not met; no rule matched and there is no fallback"
+        "rule 'uk' skipped: country eq \"GB\" not met; no rule matched and there is no fallback"
     )
 
 

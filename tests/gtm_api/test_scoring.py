@@ -154,7 +154,7 @@ def test_every_factor_explains_itself():
         "reason": "Not met: Phone number given (phone present)",
     }
     assert by_name["business_email"].reason == (
-        "Not met: Business email domain (free_email eq False)"
+        "Not met: Business email domain (free_email eq false)"
     )
     for factor in result.factors:
         assert factor.name and factor.reason and isinstance(factor.points, int)
@@ -300,7 +300,7 @@ def _without(key: str) -> dict[str, Any]:
         (
             model(rules=[_rule(when=[{"field": "country", "op": "in", "value": "GB"}])]),
             "rules[0].when[0]",
-            "needs a list value",
+            "needs a list of plain values",
         ),
         (
             model(
