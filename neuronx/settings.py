@@ -1,5 +1,6 @@
 """NeuronX settings: every value comes from the environment, read by typed readers that fail loudly."""
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,7 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: with no broker configured, tasks run eagerly in-process (development).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_BROKER_TRANSPORT_OPTIONS = json.loads(env_str("CELERY_BROKER_TRANSPORT_OPTIONS", "{}"))
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
