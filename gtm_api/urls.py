@@ -1,6 +1,7 @@
 from rest_framework.routers import SimpleRouter
 
 from gtm_api.api.appointments import AppointmentViewSet
+from gtm_api.api.imports import LeadImportViewSet
 from gtm_api.api.leads import LeadViewSet
 from gtm_api.api.payments import PaymentViewSet
 from gtm_api.api.qualification import QualificationViewSet
@@ -15,5 +16,6 @@ router.register("leads", RoutingViewSet, basename="lead-routing")
 router.register("leads", LeadStatusViewSet, basename="lead-status")
 router.register("appointments", AppointmentViewSet, basename="appointment")
 router.register("payments", PaymentViewSet, basename="payment")
+router.register("lead-imports", LeadImportViewSet, basename="lead-import")
 
 urlpatterns = router.urls

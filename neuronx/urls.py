@@ -7,6 +7,7 @@ urlpatterns = [
     path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("gtm_api.urls")),
+    path("v1/", include("webhooks.urls")),
     # Anything else is a problem document, not Django's HTML page, whatever DEBUG says.
     re_path(r"^.*$", not_found_view),
 ]

@@ -1,0 +1,5 @@
+from neuronx.views import ApiViewSet
+
+
+class LeadImportViewSet(ApiViewSet):
+    pass

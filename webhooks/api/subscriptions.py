@@ -1,0 +1,5 @@
+from neuronx.views import ApiViewSet
+
+
+class WebhookSubscriptionViewSet(ApiViewSet):
+    pass
