@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "neuronx.urls"
@@ -254,5 +255,14 @@ LOGGING = {
     },
 }
 
-if not DEBUG:
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+# Production is https-only: redirect plain http (except health probes) and pin HSTS. The
+# embedded development setup serves plain http on loopback.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not EMBEDDED)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if EMBEDDED else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
+# The API authenticates with bearer keys only: no cookies, no sessions, so no CSRF surface.
+# DRF views are CSRF-exempt, and CsrfViewMiddleware would only add HTML 403s to the problem
+# responses of the catch-all route.
+SILENCED_SYSTEM_CHECKS.append("security.W003")

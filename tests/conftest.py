@@ -68,6 +68,12 @@ def _fresh_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _plain_http(settings: Any) -> None:
+    # The test client speaks http; the production https redirect is tested on its own.
+    settings.SECURE_SSL_REDIRECT = False
+
+
 @pytest.fixture
 def alice(db: None) -> Api:
     return make_api("alice")
