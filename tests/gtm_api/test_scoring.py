@@ -1,6 +1,5 @@
 """Scoring models: the default model, validation, versioned installs, the command and the docs."""
 
-import builtins
 import copy
 import json
 import re
@@ -457,22 +456,6 @@ def test_command_reads_yaml(tmp_path, suffix):
 
 
 @pytest.mark.django_db
-def test_command_refuses_yaml_without_pyyaml(tmp_path, monkeypatch):
-    TenantFactory(slug="acme")
-    path = tmp_path / "model.yaml"
-    path.write_text("name: acme\n")
-    real_import = builtins.__import__
-
-    def no_yaml(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "yaml":
-            raise ImportError("No module named 'yaml'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_yaml)
-    with pytest.raises(CommandError, match="YAML needs PyYAML"):
-        run("acme", str(path))
-
-
 @pytest.mark.django_db
 def test_command_show_prints_the_default_then_the_installed_model(tmp_path):
     TenantFactory(slug="acme")

@@ -2,7 +2,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gtm_api.services.routing import (
@@ -10,25 +9,8 @@ from gtm_api.services.routing import (
     routing_config_get,
     routing_config_install,
 )
+from neuronx.config_files import config_file_load
 from neuronx.tenancy import TenancyError, tenant_get_by_slug
-
-
-def _load(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CommandError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
-    if path.suffix.lower() in {".yaml", ".yml"}:
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise CommandError(f"{path} is not valid YAML: {exc}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from exc
 
 
 class Command(BaseCommand):
@@ -59,7 +41,7 @@ class Command(BaseCommand):
             raise CommandError("Give the file to install (.json, .yaml or .yml), or --show.")
         path = Path(options["path"])
         try:
-            result = routing_config_install(tenant=tenant, config=_load(path))
+            result = routing_config_install(tenant=tenant, config=config_file_load(path))
         except RoutingConfigInvalid as exc:
             raise CommandError(f"{path} is not a valid routing configuration: {exc}.") from exc
         self.stdout.write(

@@ -12,40 +12,14 @@ from gtm_api.services.scoring import (
     scoring_model_install,
     scoring_model_versions,
 )
+from neuronx.config_files import config_file_load
 from neuronx.models import Tenant
 from neuronx.tenancy import TenancyError, tenant_get_by_slug
-
-YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def definition_load(path: Path) -> Any:
-    """Parse a JSON file, or a YAML one when PyYAML is importable; `CommandError` says why not."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"Cannot read {path}: {exc}") from None
-    if path.suffix.lower() in YAML_SUFFIXES:
-        try:
-            import yaml  # optional: YAML is accepted only when PyYAML is importable
-        except ImportError:
-            raise CommandError(
-                f"{path}: YAML needs PyYAML, which is not installed; use a JSON file."
-            ) from None
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise CommandError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(
-            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None
 
 
 class Command(BaseCommand):
     help = (
-        "Validate a scoring model definition (JSON, or YAML if PyYAML is installed) and install "
+        "Validate a scoring model definition (JSON or YAML) and install "
         "it as the tenant's new active version; older versions are kept. With --show, print the "
         "tenant's active model (or the built-in default) as JSON."
     )
@@ -70,7 +44,7 @@ class Command(BaseCommand):
             return
         if path is None:
             raise CommandError("Give the definition file to install (or --show).")
-        definition = definition_load(path)
+        definition = config_file_load(path)
         try:
             model = scoring_model_install(tenant=tenant, definition=definition)
         except ScoringModelInvalid as exc:
