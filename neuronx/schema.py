@@ -134,6 +134,9 @@ def _example(code: str) -> dict[str, Any]:
         example["missing_scopes"] = ["data.profiling"]
     if code == "lead_exists":
         example["existing_id"] = "lead_01JF3Q8Z6X7Y8Z9A0B1C2D3E4F"
+    if code == "invalid_state_transition":
+        example["current_stage"] = "new"
+        example["allowed_stages"] = ["qualified", "routed"]
     return example
 
 
@@ -165,14 +168,31 @@ def postprocess_problem_components(result: dict[str, Any], **kwargs: Any) -> dic
         "description": "RFC 9457 problem details with a stable `code` from the error catalog.",
         "required": ["type", "title", "status", "detail", "code", "request_id"],
         "properties": {
-            "type": {"type": "string", "format": "uri"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "code": {"type": "string", "enum": sorted(CATALOG)},
-            "request_id": {"type": "string", "nullable": True},
+            "type": {
+                "type": "string",
+                "format": "uri",
+                "description": "URI of the error code's entry in the catalog.",
+            },
+            "title": {"type": "string", "description": "Short, fixed summary of the code."},
+            "status": {"type": "integer", "description": "The HTTP status, repeated."},
+            "detail": {
+                "type": "string",
+                "description": "What went wrong with this request, for a human.",
+            },
+            "code": {
+                "type": "string",
+                "enum": sorted(CATALOG),
+                "description": "Stable snake_case code from the catalog; branch on this.",
+            },
+            "request_id": {
+                "type": "string",
+                "nullable": True,
+                "description": "The response's `X-Request-ID`; quote it to support.",
+            },
             "errors": {
                 "type": "array",
+                "description": "`validation_error` only: one `{field, code, message}` per "
+                "invalid field.",
                 "items": {
                     "type": "object",
                     "required": ["field", "code", "message"],
@@ -183,10 +203,47 @@ def postprocess_problem_components(result: dict[str, Any], **kwargs: Any) -> dic
                     },
                 },
             },
-            "required_scope": {"type": "string"},
-            "missing_scopes": {"type": "array", "items": {"type": "string"}},
-            "existing_id": {"type": "string"},
-            "retry_after": {"type": "integer"},
+            "required_scope": {
+                "type": "string",
+                "description": "`permission_denied`: the scope the API key lacks.",
+            },
+            "missing_scopes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "`consent_required`: the consent scopes the lead has not granted.",
+            },
+            "existing_id": {
+                "type": "string",
+                "description": "`lead_exists`: the id of the lead that already has "
+                "the email or external_id.",
+            },
+            "retry_after": {
+                "type": "integer",
+                "description": "`rate_limited`: seconds until the budget resets (as "
+                "`Retry-After`).",
+            },
+            "current_stage": {
+                "type": "string",
+                "description": "`invalid_state_transition`: the lead's stage now.",
+            },
+            "allowed_stages": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "`invalid_state_transition`: the stages the action needs.",
+            },
+            "reason": {
+                "type": "string",
+                "description": "`routing_not_configured`, `no_rep_available`: the rule trace.",
+            },
+            "appointment_status": {
+                "type": "string",
+                "description": "`appointment_closed`: the appointment's status.",
+            },
+            "payment_status": {
+                "type": "string",
+                "description": "`payment_not_cancelable`, "
+                "`invalid_state_transition` (verification): the payment's status.",
+            },
         },
         "additionalProperties": True,
     }

@@ -73,7 +73,7 @@ QUALIFY_EXAMPLE = OpenApiExample(
                 "name": "high_intent_source",
                 "points": 0,
                 "reason": "Not met: High-intent source "
-                "(source in ['demo_request', 'referral', 'contact_sales'])",
+                '(source in ["demo_request", "referral", "contact_sales"])',
             },
         ],
         "model_version": "default-1",

@@ -43,7 +43,7 @@ ROUTE_EXAMPLE = OpenApiExample(
         "team": "inbound",
         "rule": "catch-all",
         "strategy": "round_robin",
-        "reason": "rule 'enterprise' skipped: grade eq 'A' not met; rule 'catch-all' matched "
+        "reason": "rule 'enterprise-grade-a' skipped: grade eq \"A\" not met; rule 'catch-all' matched "
         "→ team inbound, round_robin → ada (turn 1 of 2 active reps)",
         "stage": "routed",
         "routed_at": "2026-11-01T09:31:00.000000Z",

@@ -19,6 +19,13 @@ ACTION_FROM: dict[str, frozenset[str]] = {
     "payment": frozenset({Stage.ROUTED, Stage.APPOINTMENT_SCHEDULED, Stage.PAYMENT_PENDING}),
 }
 
+ACTION_VERB = {
+    "qualify": "qualify",
+    "route": "route",
+    "appointment": "book an appointment for",
+    "payment": "initiate a payment for",
+}
+
 _ORDER = list(Stage.values)
 
 
@@ -38,7 +45,7 @@ def lead_lock_for(*, actor: Actor, lead_id: str, action: str) -> Lead:
     if lead.stage not in allowed:
         needed = sorted(allowed, key=_ORDER.index)
         raise errors.InvalidStateTransition(
-            f"Cannot {action} a lead in stage `{lead.stage}`; it must be in "
+            f"Cannot {ACTION_VERB[action]} a lead in stage `{lead.stage}`; it must be in "
             + " or ".join(f"`{s}`" for s in needed)
             + ".",
             current_stage=lead.stage,

@@ -14,7 +14,6 @@ from django.utils import timezone
 from consent.selectors import consent_require
 from gtm_api.currencies import currency_exponent
 from gtm_api.models import (
-    AppointmentStatus,
     CaseOpened,
     Lead,
     Payment,
@@ -122,13 +121,9 @@ def _payment_close(*, actor: Actor, payment: Payment, lead: Lead, status: str, r
     payment.save(update_fields=["status", "failure_reason", "updated_at"])
     others_open = lead.payments.filter(status=PaymentStatus.INITIATED).exclude(pk=payment.pk)
     if lead.stage == Stage.PAYMENT_PENDING and not others_open.exists():
-        restore = payment.previous_stage
-        if (
-            restore == Stage.APPOINTMENT_SCHEDULED
-            and not lead.appointments.filter(status=AppointmentStatus.SCHEDULED).exists()
-        ):
-            restore = Stage.ROUTED
-        lead_transition(actor=actor, lead=lead, to_stage=restore, cause=f"payment.{status}")
+        lead_transition(
+            actor=actor, lead=lead, to_stage=payment.previous_stage, cause=f"payment.{status}"
+        )
     event_publish(actor=actor, type="payment.failed", data=_event_data(payment, lead))
 
 

@@ -230,8 +230,8 @@ def test_replayed_initiation_charges_once(alice, payable):
     assert UsageEvent.objects.filter(dimension="payment.initiated").count() == 1
 
 
-def test_cancel_restores_routed_when_the_appointment_is_gone(alice, payable):
+def test_cancel_restores_the_stage_before_the_payment_even_after_the_appointment(alice, payable):
     payment = alice.post("/v1/payments", pay(payable)).json()
-    Appointment.objects.filter(lead=payable).update(status="canceled")
+    Appointment.objects.filter(lead=payable).update(status="completed")
     alice.post(f"/v1/payments/{payment['id']}/cancel")
-    assert Lead.objects.get(pk=payable.pk).stage == "routed"
+    assert Lead.objects.get(pk=payable.pk).stage == "appointment_scheduled"

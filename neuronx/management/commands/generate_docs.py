@@ -38,20 +38,6 @@ EXAMPLE_REQUEST_ID = "req_5f0c3a9e2b7d4e1f8a6c0b3d9e2f1a47"
 _REGEX_PARAM = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 _PATH_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 
-_PROBLEM_MEMBERS = {
-    "type": "URI of the error code's entry in this catalog.",
-    "title": "Short, fixed summary of the code.",
-    "status": "The HTTP status, repeated.",
-    "detail": "What went wrong with this request, for a human.",
-    "code": "Stable snake_case code from the table below; branch on this.",
-    "request_id": "The response's `X-Request-ID`; quote it to support.",
-    "errors": "`validation_error` only: one `{field, code, message}` per invalid field.",
-    "required_scope": "`permission_denied`: the scope the API key lacks.",
-    "missing_scopes": "`consent_required`: the consent scopes the lead has not granted.",
-    "existing_id": "`lead_exists`: the id of the lead that already has the email or external_id.",
-    "retry_after": "`rate_limited`: seconds until the budget resets (as `Retry-After`).",
-}
-
 
 @dataclass(frozen=True)
 class DeclaredOperation:
@@ -136,7 +122,7 @@ def render_errors() -> str:
         [
             f"`{name}`",
             "always" if name in required else "when relevant",
-            _PROBLEM_MEMBERS.get(name, ""),
+            problem["properties"][name].get("description", ""),
         ]
         for name in [*required, *sorted(set(problem["properties"]) - set(required))]
     ]
