@@ -52,6 +52,7 @@ def celery_worker(tmp_path: Path, *, concurrency: int = 2) -> Iterator["WorkerHa
             "data_folder_out": str(folder),
             "processed_folder": str(folder / "processed"),
             "store_processed": False,
+            "control_folder": str(folder / "control"),
         }
     env = {
         **os.environ,
