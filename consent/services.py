@@ -12,10 +12,21 @@ def consent_append(
     *, actor: Actor, lead: Any, records: Iterable[Mapping[str, Any]]
 ) -> list[ConsentRecord]:
     """Append consent records to a lead's ledger. Records are never updated or deleted."""
+    return consent_append_many(actor=actor, records=[(lead.pk, record) for record in records])
+
+
+@transaction.atomic
+def consent_append_many(
+    *, actor: Actor, records: Iterable[tuple[str, Mapping[str, Any]]]
+) -> list[ConsentRecord]:
+    """Append `(lead_id, record)` pairs to the ledgers of many leads in one insert (bulk import).
+
+    The leads must belong to the actor's tenant; the caller has checked that.
+    """
     rows = [
         ConsentRecord(
             tenant=actor.tenant,
-            lead=lead,
+            lead_id=lead_id,
             scope=record["scope"],
             granted=record["granted"],
             captured_at=record["captured_at"],
@@ -25,6 +36,6 @@ def consent_append(
             recorded_by=actor.label,
             request_id=actor.request_id,
         )
-        for record in records
+        for lead_id, record in records
     ]
     return ConsentRecord.objects.bulk_create(rows)

@@ -351,3 +351,137 @@ class CaseOpened(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+# -- bulk imports -------------------------------------------------------------------------------
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+
+ACTIVE_IMPORT_STATUSES = (ImportStatus.QUEUED, ImportStatus.PROCESSING)
+
+
+class ImportMode(models.TextChoices):
+    CREATE = "create"
+    UPSERT = "upsert"
+
+
+class ImportFormat(models.TextChoices):
+    CSV = "csv"
+    NDJSON = "ndjson"
+
+
+class ImportSource(models.TextChoices):
+    UPLOAD = "upload"
+    URL = "url"
+    INLINE = "inline"
+
+
+def _import_id() -> str:
+    return new_id("imp")
+
+
+class LeadImport(models.Model):
+    """A bulk import job. Its file lives in the default storage; its rows are imported in chunks.
+
+    `received` is the number of rows in the file (0 until it has been read through once);
+    `created + updated + failed` is how many have been processed, which is also where a resumed
+    job continues: each chunk commits its leads, its row errors and these counts together.
+    """
+
+    id = models.CharField(primary_key=True, max_length=40, default=_import_id, editable=False)
+    tenant = models.ForeignKey("neuronx.Tenant", on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(
+        "neuronx.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=128, blank=True)
+    status = models.CharField(
+        max_length=32, choices=ImportStatus.choices, default=ImportStatus.QUEUED
+    )
+    mode = models.CharField(max_length=16, choices=ImportMode.choices, default=ImportMode.CREATE)
+    dry_run = models.BooleanField(default=False)
+    source = models.CharField(max_length=16, choices=ImportSource.choices)
+    # Known at submission for uploads and inline rows; for a URL once it has been fetched.
+    format = models.CharField(max_length=16, choices=ImportFormat.choices, blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    source_url = models.TextField(blank=True)
+    file = models.FileField(max_length=255, blank=True)
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    received = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    # The worker processing the job holds a lease, renewed with every chunk; a job whose lease
+    # has expired (its worker died) is resumed by the next worker that picks it up.
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ImportStatus.values), name="import_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(mode__in=ImportMode.values), name="import_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(received__gte=F("created") + F("updated") + F("failed")),
+                name="import_counts_within_received",
+            ),
+            models.CheckConstraint(
+                condition=~Q(
+                    status__in=[ImportStatus.COMPLETED, ImportStatus.COMPLETED_WITH_ERRORS]
+                )
+                | Q(received=F("created") + F("updated") + F("failed")),
+                name="import_completed_counts_every_row",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "id"]),
+            models.Index(fields=["tenant", "status"]),
+            models.Index(fields=["status", "lease_expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def processed(self) -> int:
+        return self.created + self.updated + self.failed
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in ACTIVE_IMPORT_STATUSES
+
+
+class LeadImportRowError(models.Model):
+    """One problem with one row of an import: `{row, field, code, message}`.
+
+    A row with several invalid fields has several; `field` is empty for a problem with the row
+    as a whole (a ragged CSV row, an NDJSON line that is not an object).
+    """
+
+    job = models.ForeignKey(LeadImport, on_delete=models.CASCADE, related_name="row_errors")
+    row = models.PositiveIntegerField()
+    field = models.CharField(max_length=200, blank=True)
+    code = models.CharField(max_length=64)
+    message = models.TextField()
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "id"]), models.Index(fields=["job", "row"])]
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.code}"

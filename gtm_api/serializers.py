@@ -1,37 +1,61 @@
-"""Lead and consent serializers: separate input and output classes."""
+"""Lead and consent serializers: separate input and output classes.
 
-from datetime import timedelta
+The lead and consent inputs are validated by the plain functions of `gtm_api.lead_fields`, the
+same code the bulk importer runs per row; their declared fields describe them in the OpenAPI
+document (and name the writable fields).
+"""
+
+from collections.abc import Mapping
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from consent.models import CONSENT_SCOPES, ConsentRecord
 from consent.selectors import ScopeState
 from gtm_api.lead_fields import (
+    CLOCK_SKEW,
     COUNTRY_CODES,
     MAX_ATTRIBUTE_KEY,
     MAX_ATTRIBUTE_TEXT,
     MAX_ATTRIBUTES,
-    FieldInvalid,
-    normalize_country,
-    normalize_email,
-    normalize_phone,
-    validate_attributes,
+    MAX_CONSENTS_PER_REQUEST,
+    MAX_LENGTHS,
+    FieldError,
+    consent_record_validate,
+    lead_row_validate,
 )
 from gtm_api.models import Lead, Stage
 from neuronx.serializers import StrictInput, StrictQuery
 
-CLOCK_SKEW = timedelta(minutes=5)
-MAX_CONSENTS_PER_REQUEST = 20
+__all__ = ["CLOCK_SKEW", "MAX_CONSENTS_PER_REQUEST"]  # re-exported: the docs quote them
 
 
-def _check(func: Any, value: Any, *args: Any) -> Any:
-    try:
-        return func(value, *args)
-    except FieldInvalid as exc:
-        raise serializers.ValidationError(exc.message, code=exc.code) from None
+def raise_field_errors(errors: list[FieldError]) -> None:
+    """Raise DRF's ValidationError for plain-function field errors (the problem's `errors`)."""
+    detail: dict[str, list[ErrorDetail]] = {}
+    for error in errors:
+        detail.setdefault(error.field or "non_field_errors", []).append(
+            ErrorDetail(error.message, code=error.code)
+        )
+    raise serializers.ValidationError(detail)
+
+
+# An input validated by a plain function that the bulk importer shares. No docstring on
+# purpose: drf-spectacular would show it as the description of every subclass.
+class PlainValidatedInput(StrictInput):
+    def plain_validate(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
+        raise NotImplementedError
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            message = f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
+            raise_field_errors([FieldError("", "invalid", message)])
+        clean, errors = self.plain_validate(data)
+        if errors:
+            raise_field_errors(errors)
+        return clean
 
 
 @extend_schema_field(
@@ -52,8 +76,7 @@ def _check(func: Any, value: Any, *args: Any) -> Any:
     }
 )
 class AttributesField(serializers.JSONField):
-    def to_internal_value(self, data: Any) -> Any:
-        return _check(validate_attributes, data)
+    pass
 
 
 @extend_schema_field(
@@ -64,11 +87,10 @@ class AttributesField(serializers.JSONField):
     }
 )
 class CountryField(serializers.CharField):
-    def to_internal_value(self, data: Any) -> Any:
-        return _check(normalize_country, super().to_internal_value(data))
+    pass
 
 
-class ConsentRecordInput(StrictInput):
+class ConsentRecordInput(PlainValidatedInput):
     scope = serializers.ChoiceField(choices=CONSENT_SCOPES)
     granted = serializers.BooleanField()
     captured_at = serializers.DateTimeField(help_text="When the consent was captured (RFC 3339).")
@@ -84,17 +106,8 @@ class ConsentRecordInput(StrictInput):
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["captured_at"] > timezone.now() + CLOCK_SKEW:
-            raise serializers.ValidationError(
-                {"captured_at": ["Must not be in the future."]}, code="in_future"
-            )
-        expires_at = attrs.get("expires_at")
-        if expires_at is not None and expires_at <= attrs["captured_at"]:
-            raise serializers.ValidationError(
-                {"expires_at": ["Must be after captured_at."]}, code="before_capture"
-            )
-        return attrs
+    def plain_validate(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
+        return consent_record_validate(data)
 
 
 class ConsentBatchInput(StrictInput):
@@ -103,36 +116,37 @@ class ConsentBatchInput(StrictInput):
     )
 
 
-class _LeadFieldsInput(StrictInput):
-    external_id = serializers.CharField(max_length=255, required=False, allow_null=True)
+def _max(name: str) -> int:
+    length = MAX_LENGTHS[name]
+    assert length is not None
+    return length
+
+
+class _LeadFieldsInput(PlainValidatedInput):
+    external_id = serializers.CharField(
+        max_length=_max("external_id"), required=False, allow_null=True
+    )
     email = serializers.CharField(
-        max_length=254, required=False, allow_null=True, help_text="Normalised to lower case."
+        max_length=_max("email"),
+        required=False,
+        allow_null=True,
+        help_text="Normalised to lower case.",
     )
     phone = serializers.CharField(
-        max_length=32,
+        max_length=_max("phone"),
         required=False,
         allow_null=True,
         help_text="E.164 (`+4930…`), or national form with `country`; stored as E.164.",
     )
-    first_name = serializers.CharField(max_length=100)
-    last_name = serializers.CharField(max_length=100)
-    company = serializers.CharField(max_length=200, required=False, allow_null=True)
-    job_title = serializers.CharField(max_length=200, required=False, allow_null=True)
+    first_name = serializers.CharField(max_length=_max("first_name"))
+    last_name = serializers.CharField(max_length=_max("last_name"))
+    company = serializers.CharField(max_length=_max("company"), required=False, allow_null=True)
+    job_title = serializers.CharField(max_length=_max("job_title"), required=False, allow_null=True)
     country = CountryField(required=False, allow_null=True)
     source = serializers.CharField(  # type: ignore[assignment]
-        max_length=64, help_text="Channel, e.g. web_form, hubspot."
+        max_length=_max("source"), help_text="Channel, e.g. web_form, hubspot."
     )
     attributes = AttributesField(required=False)
-
-    def validate_email(self, value: str | None) -> str | None:
-        return None if value is None else _check(normalize_email, value)
-
-    def _normalize_phone(self, attrs: dict[str, Any], country: str | None) -> None:
-        if attrs.get("phone") is not None:
-            try:
-                attrs["phone"] = normalize_phone(attrs["phone"], country)
-            except FieldInvalid as exc:
-                raise serializers.ValidationError({"phone": [exc.message]}, code=exc.code) from None
 
 
 class LeadCreateInput(_LeadFieldsInput):
@@ -140,13 +154,8 @@ class LeadCreateInput(_LeadFieldsInput):
         child=ConsentRecordInput(), required=False, max_length=MAX_CONSENTS_PER_REQUEST
     )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        self._normalize_phone(attrs, attrs.get("country"))
-        if attrs.get("email") is None and attrs.get("phone") is None:
-            raise serializers.ValidationError(
-                {"email": ["Give at least one of email or phone."]}, code="email_or_phone_required"
-            )
-        return attrs
+    def plain_validate(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
+        return lead_row_validate(data)
 
 
 class LeadUpdateInput(_LeadFieldsInput):
@@ -157,10 +166,9 @@ class LeadUpdateInput(_LeadFieldsInput):
         for field in self.fields.values():
             field.required = False
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+    def plain_validate(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
         lead: Lead = self.context["lead"]
-        self._normalize_phone(attrs, attrs.get("country", lead.country))
-        return attrs
+        return lead_row_validate(data, partial=True, default_country=lead.country)
 
 
 class LeadOutput(serializers.ModelSerializer):

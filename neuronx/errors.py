@@ -121,6 +121,25 @@ _CODES = [
         "Only an `initiated` payment can be canceled.",
     ),
     ErrorCode(
+        "webhook_limit_reached",
+        409,
+        "Webhook subscription limit reached",
+        "The tenant already has the maximum number of webhook subscriptions; delete one first.",
+    ),
+    ErrorCode(
+        "webhook_subscription_inactive",
+        409,
+        "Webhook subscription inactive",
+        "The subscription is disabled; re-enable it (`PATCH` with `is_active: true`) before "
+        "redelivering.",
+    ),
+    ErrorCode(
+        "webhook_delivery_pending",
+        409,
+        "Webhook delivery pending",
+        "The delivery is still pending (an attempt is due or running); wait for its outcome.",
+    ),
+    ErrorCode(
         "payload_too_large",
         413,
         "Payload too large",
@@ -149,6 +168,13 @@ _CODES = [
         429,
         "Rate limited",
         "The API key exceeded its rate-limit class; wait `Retry-After` seconds.",
+    ),
+    ErrorCode(
+        "too_many_imports",
+        429,
+        "Too many imports",
+        "The tenant already has the maximum number of lead imports queued or processing; "
+        "retry when one has finished (`Retry-After` suggests when).",
     ),
     ErrorCode(
         "internal_error",
@@ -248,6 +274,18 @@ class LeadClosed(ApiError):
     code = "lead_closed"
 
 
+class WebhookLimitReached(ApiError):
+    code = "webhook_limit_reached"
+
+
+class WebhookSubscriptionInactive(ApiError):
+    code = "webhook_subscription_inactive"
+
+
+class WebhookDeliveryPending(ApiError):
+    code = "webhook_delivery_pending"
+
+
 class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
@@ -258,6 +296,10 @@ class IdempotencyKeyReused(ApiError):
 
 class RateLimited(ApiError):
     code = "rate_limited"
+
+
+class TooManyImports(ApiError):
+    code = "too_many_imports"
 
 
 class ServiceUnavailable(ApiError):

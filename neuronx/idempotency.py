@@ -9,11 +9,15 @@ never leave an effect without its record. 5xx outcomes delete the claim so the c
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from neuronx import errors
@@ -58,6 +62,41 @@ def request_fingerprint(*, method: str, path: str, body: bytes, content_type: st
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
+
+
+class DigestUploadHandler(FileUploadHandler):
+    """Hashes every uploaded file while it streams in, for the fingerprint of a multipart request.
+
+    Installed first, it passes each chunk on unchanged to Django's own handlers (memory or
+    temporary file), so a large upload is neither read twice nor held in memory.
+    """
+
+    def __init__(self, request: HttpRequest | None = None) -> None:
+        super().__init__(request)
+        self.digests: list[tuple[str, str, int, str]] = []
+        self._sha = hashlib.sha256()
+
+    def new_file(self, *args: Any, **kwargs: Any) -> None:
+        super().new_file(*args, **kwargs)
+        self._sha = hashlib.sha256()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self._sha.update(raw_data)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        self.digests.append(
+            (self.field_name or "", self.file_name or "", file_size, self._sha.hexdigest())
+        )
+
+
+def form_fingerprint_body(
+    *, fields: Iterable[tuple[str, str]], files: Iterable[tuple[str, str, int, str]]
+) -> bytes:
+    """What a multipart request's fingerprint hashes: its fields, and each file's name and digest."""
+    return json.dumps(
+        {"fields": sorted(fields), "files": sorted(files)}, separators=(",", ":")
+    ).encode()
 
 
 def idempotency_claim(

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
@@ -103,6 +103,8 @@ def exception_to_problem(
         return "method_not_allowed", str(exc.detail), {}, {}
     if isinstance(exc, RequestDataTooBig):
         return "payload_too_large", None, {}, {}
+    if isinstance(exc, SuspiciousOperation):  # e.g. too many form fields or files in an upload
+        return "malformed_request", "The request is malformed.", {}, {}
     if isinstance(exc, OperationalError | InterfaceError):
         logger.error("database unavailable", exc_info=exc)
         return "service_unavailable", None, {}, {"Retry-After": "5"}

@@ -151,6 +151,19 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_JSON_BODY_BYTES", 1_048_576)
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 536_870_912)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 
+# Uploaded files (bulk lead imports) are kept through Django's storage API: local files under
+# MEDIA_ROOT by default, any shared storage in production (FILE_STORAGE_BACKEND, a dotted class
+# path, with FILE_STORAGE_OPTIONS as JSON, e.g. django-storages' S3 backend), so the API and the
+# workers need not share a disk.
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "media"))
+STORAGES = {
+    "default": {
+        "BACKEND": env_str("FILE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": json.loads(env_str("FILE_STORAGE_OPTIONS", "{}")),
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -182,7 +195,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_NO_READ_ONLY_REQUIRED": False,
     "ENUM_NAME_OVERRIDES": {
         "StageEnum": "gtm_api.models.Stage",
+        "LeadImportStatusEnum": "gtm_api.models.ImportStatus",
+        "LeadImportModeEnum": "gtm_api.models.ImportMode",
+        "LeadImportFormatEnum": "gtm_api.models.ImportFormat",
+        "LeadImportSourceEnum": "gtm_api.models.ImportSource",
         "ConsentStateEnum": ["granted", "revoked", "expired", "not_captured"],
+        "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -190,6 +208,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "neuronx.schema.postprocess_problem_components",
+        "webhooks.schema.postprocess_event_types",
     ],
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -212,6 +231,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "gtm_api.tasks.payments_expire",
         "schedule": 300.0,
     },
+    "lead-imports-recover": {
+        "task": "gtm_api.tasks.lead_imports_recover",
+        "schedule": 60.0,
+    },
+    "lead-imports-purge": {
+        "task": "gtm_api.tasks.lead_imports_purge",
+        "schedule": 3600.0,
+    },
+    "webhooks-sweep": {
+        "task": "webhooks.tasks.outbox_sweep",
+        "schedule": float(env_int("WEBHOOK_SWEEP_INTERVAL_SECONDS", 60)),
+    },
 }
 
 IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 24)
@@ -233,7 +264,53 @@ PAYMENT_CHECKOUT_TTL_SECONDS = env_int("PAYMENT_CHECKOUT_TTL_SECONDS", 86_400)
 # Default maximum of one payment, in major units of its currency; tenants may override it.
 PAYMENT_MAX_MAJOR_UNITS = env_int("PAYMENT_MAX_MAJOR_UNITS", 100_000)
 
+# Bulk lead imports (docs/imports.md). An uploaded or fetched file may hold at most
+# LEAD_IMPORT_MAX_FILE_BYTES (an upload is also bounded by MAX_REQUEST_BODY_BYTES) and
+# LEAD_IMPORT_MAX_ROWS rows; a tenant may have LEAD_IMPORT_MAX_CONCURRENT imports queued or
+# processing at once. Rows are committed LEAD_IMPORT_CHUNK_ROWS at a time; a worker holds an
+# import for LEAD_IMPORT_LEASE_SECONDS past its last chunk before another may resume it.
+LEAD_IMPORT_MAX_FILE_BYTES = env_int("LEAD_IMPORT_MAX_FILE_BYTES", 536_870_912)
+LEAD_IMPORT_MAX_ROWS = env_int("LEAD_IMPORT_MAX_ROWS", 1_000_000)
+LEAD_IMPORT_MAX_CONCURRENT = env_int("LEAD_IMPORT_MAX_CONCURRENT", 3)
+LEAD_IMPORT_CHUNK_ROWS = env_int("LEAD_IMPORT_CHUNK_ROWS", 5_000)
+# From this many rows on, a worker validates in a child process, overlapping with the writes.
+LEAD_IMPORT_PARALLEL_MIN_ROWS = env_int("LEAD_IMPORT_PARALLEL_MIN_ROWS", 20_000)
+LEAD_IMPORT_LEASE_SECONDS = env_int("LEAD_IMPORT_LEASE_SECONDS", 60)
+# A source_url is fetched with this overall deadline (and 10 s per network read).
+LEAD_IMPORT_FETCH_TIMEOUT_SECONDS = env_int("LEAD_IMPORT_FETCH_TIMEOUT_SECONDS", 300)
+# Files of finished imports are deleted after this many days (the failed-rows download with them).
+LEAD_IMPORT_RETENTION_DAYS = env_int("LEAD_IMPORT_RETENTION_DAYS", 30)
+
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+# Outbound webhooks (docs/webhooks.md). Delays and durations are in seconds unless named.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 15)
+# Delays before the 2nd, 3rd, … attempt; the 1st is immediate. Each gets ±JITTER_PERCENT.
+WEBHOOK_RETRY_SCHEDULE = [
+    int(delay)
+    for delay in env_list(
+        "WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"]
+    )
+]
+WEBHOOK_RETRY_JITTER_PERCENT = env_int("WEBHOOK_RETRY_JITTER_PERCENT", 10)
+# A receiver's `Retry-After` is honoured up to this long.
+WEBHOOK_RETRY_AFTER_MAX_SECONDS = env_int("WEBHOOK_RETRY_AFTER_MAX_SECONDS", 36_000)
+# A subscription whose attempts have all failed for this long is disabled.
+WEBHOOK_DISABLE_AFTER_HOURS = env_int("WEBHOOK_DISABLE_AFTER_HOURS", 120)
+# After rotate-secret the previous secret keeps signing (alongside the new one) this long.
+WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24)
+WEBHOOK_MAX_SUBSCRIPTIONS_PER_TENANT = env_int("WEBHOOK_MAX_SUBSCRIPTIONS_PER_TENANT", 20)
+WEBHOOK_URL_MAX_LENGTH = env_int("WEBHOOK_URL_MAX_LENGTH", 2048)
+WEBHOOK_MAX_PAYLOAD_BYTES = env_int("WEBHOOK_MAX_PAYLOAD_BYTES", 262_144)
+# A worker holds a delivery this long per attempt; past it the attempt is taken to have died
+# with its worker and the sweep hands the delivery to another one.
+WEBHOOK_DELIVERY_LEASE_SECONDS = env_int("WEBHOOK_DELIVERY_LEASE_SECONDS", 120)
+# Deliveries attempted by one task, their requests sent in parallel.
+WEBHOOK_DELIVERY_BATCH = env_int("WEBHOOK_DELIVERY_BATCH", 20)
+# Retries due sooner than this are queued with a countdown; later ones are left to the sweep.
+WEBHOOK_COUNTDOWN_MAX_SECONDS = env_int("WEBHOOK_COUNTDOWN_MAX_SECONDS", 300)
+# The sweep (CELERY_BEAT_SCHEDULE, every WEBHOOK_SWEEP_INTERVAL_SECONDS) re-enqueues events and
+# deliveries whose own enqueue is this overdue.
+WEBHOOK_SWEEP_GRACE_SECONDS = env_int("WEBHOOK_SWEEP_GRACE_SECONDS", 15)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

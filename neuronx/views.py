@@ -22,7 +22,9 @@ from neuronx.idempotency import (
     HEADER,
     REPLAYED_HEADER,
     REPLAYED_RESPONSE_HEADERS,
+    DigestUploadHandler,
     Replay,
+    form_fingerprint_body,
     idempotency_claim,
     idempotency_complete,
     idempotency_key_parse,
@@ -33,6 +35,8 @@ from neuronx.models import ApiKey
 from neuronx.operations import Operation, operation_of
 from neuronx.pagination import CursorPagination
 from neuronx.ratelimit import RateState, rate_consume
+
+FORM_MEDIA_TYPE = "multipart/form-data"
 
 
 class JsonOnlyNegotiation(BaseContentNegotiation):
@@ -118,7 +122,7 @@ class ApiViewSet(GenericViewSet):
             fingerprint=request_fingerprint(
                 method=method,
                 path=django_request.get_full_path(),
-                body=django_request.body,
+                body=self._fingerprint_body(request),
                 content_type=request.content_type or "",
             ),
             method=method,
@@ -147,6 +151,25 @@ class ApiViewSet(GenericViewSet):
             else:
                 idempotency_release(record=claim)
             return response
+
+    def _is_form(self, request: Request) -> bool:
+        """A multipart upload to a view that accepts uploads."""
+        media_type = (request.content_type or "").split(";")[0].strip().lower()
+        return media_type == FORM_MEDIA_TYPE and any(
+            parser.media_type == FORM_MEDIA_TYPE for parser in self.get_parsers()
+        )
+
+    def _fingerprint_body(self, request: Request) -> bytes:
+        """The body as the idempotency fingerprint sees it; an upload is hashed as it streams."""
+        if not self._is_form(request):
+            return request._request.body
+        digests = DigestUploadHandler(request._request)
+        request._request.upload_handlers.insert(0, digests)
+        fields = request.POST  # parses the upload now: the fingerprint needs all of it
+        return form_fingerprint_body(
+            fields=[(name, value) for name, values in fields.lists() for value in values],
+            files=digests.digests,
+        )
 
     @staticmethod
     def _store(record: Any, response: HttpResponseBase) -> None:
@@ -192,12 +215,21 @@ class ApiViewSet(GenericViewSet):
         )
 
     def validated(self, serializer_class: type[BaseSerializer], **context: Any) -> Any:
-        """Validate the JSON object body with `serializer_class`; returns validated data."""
+        """Validate the JSON object body (or the multipart form, on a view that takes uploads)
+        with `serializer_class`; returns validated data."""
         request = self.request
-        raw = request._request.body
-        if raw and not (request.content_type or "").startswith("application/json"):
-            raise drf_exceptions.UnsupportedMediaType(request.content_type or "(none)")
-        data = request.data
+        data: Any
+        if self._is_form(request):
+            # A field sent twice stays a list, which the serializer's field then refuses.
+            form: Any = request.data  # a QueryDict of the fields and the files
+            data = {
+                name: values[0] if len(values) == 1 else values for name, values in form.lists()
+            }
+        else:
+            raw = request._request.body
+            if raw and not (request.content_type or "").startswith("application/json"):
+                raise drf_exceptions.UnsupportedMediaType(request.content_type or "(none)")
+            data = request.data
         if not isinstance(data, dict):
             raise errors.MalformedRequest("The body must be a JSON object.")
         serializer = serializer_class(data=data, context={"view": self, **context})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from kombu import pools
 from django.db import connection
 
 from neuronx.celery import app
@@ -37,6 +38,7 @@ def _reset_broker_connections() -> None:
         app._pool.force_close_all()
         app._pool = None
     app.amqp._producer_pool = None
+    pools.reset()  # kombu keeps closed pools registered per broker URL
 
 
 @contextmanager

@@ -1,0 +1,394 @@
+"""Reading import files one record at a time: CSV with a header of lead field names, or NDJSON.
+
+Files are read as bytes from the storage API and decoded here, so a row with bytes that are not
+UTF-8 is one row error (`invalid_encoding`), not a failed file. Problems with the file as a whole
+(empty, a header naming unknown columns, UTF-16, a line too long to be a lead) raise
+`FileRejected`; they are found by the first pass over the file (`records_count`), before any row
+is written.
+
+Rows are numbered from 1 in file order, counting records only: for a CSV the first row after
+the header is row 1 (line 2 of a spreadsheet); blank lines are skipped and not counted.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from django.db.models.fields.files import FieldFile
+
+from gtm_api.lead_fields import LEAD_FIELDS, LEAD_TEXT_FIELDS, FieldError
+
+# Longest physical line accepted: far more than any valid lead (attributes and consents
+# included), small enough that a file without newlines cannot exhaust a worker's memory.
+MAX_LINE_BYTES = 1_048_576
+# A failed-rows file may be submitted again as it is: its `error` column is ignored.
+ERROR_COLUMN = "error"
+ATTRIBUTE_PREFIX = "attributes."
+REQUIRED_COLUMNS = tuple(spec.name for spec in LEAD_TEXT_FIELDS if spec.required)
+_JSON_COLUMNS = ("attributes", "consents")
+_SNIFF_BYTES = 4096
+_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class FileRejected(Exception):
+    """The file as a whole cannot be imported; `code` says why (see docs/imports.md)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Record:
+    """One record of a file: what `lead_row_validate` reads, or why it could not be read."""
+
+    number: int
+    data: dict[str, Any]
+    errors: list[FieldError] = field(default_factory=list)
+
+
+# -- format -------------------------------------------------------------------------------------
+
+_NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}
+_CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values"}
+
+
+def format_detect(*, name: str, content_type: str, head: bytes) -> str:
+    """`csv` or `ndjson`, from the media type, else the file name, else the first byte."""
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type in _NDJSON_TYPES:
+        return "ndjson"
+    if media_type in _CSV_TYPES:
+        return "csv"
+    lowered = name.lower()
+    if lowered.endswith((".ndjson", ".jsonl")):
+        return "ndjson"
+    if lowered.endswith(".csv"):
+        return "csv"
+    return "ndjson" if head.lstrip(_UTF8_BOM + b" \t\r\n").startswith(b"{") else "csv"
+
+
+def encoding_check(head: bytes) -> None:
+    """UTF-8 (with or without BOM) is the only encoding; refuse UTF-16/32 up front."""
+    for bom, name in _BOMS.items():
+        if head.startswith(bom):
+            raise FileRejected(
+                "unsupported_encoding",
+                f"The file is {name}; save it as UTF-8 (“CSV UTF-8” in spreadsheet programs).",
+            )
+    if b"\x00" in head[:_SNIFF_BYTES]:
+        raise FileRejected(
+            "unsupported_encoding",
+            "The file contains NUL bytes, as UTF-16 text does; save it as UTF-8.",
+        )
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Physical lines, each at most MAX_LINE_BYTES."""
+    number = 0
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise FileRejected(
+                "line_too_long",
+                f"Line {number} is longer than {MAX_LINE_BYTES} bytes: this is not a lead file.",
+            )
+        yield line
+
+
+def _decoded(lines: Iterable[bytes]) -> Iterator[str]:
+    # Undecodable bytes survive as lone surrogates and are reported per row (`_bad_encoding`).
+    first = True
+    for line in lines:
+        if first:
+            line = line.removeprefix(_UTF8_BOM)
+            first = False
+        yield line.decode("utf-8", "surrogateescape")
+
+
+def _bad_encoding(value: str) -> bool:
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+# -- CSV ----------------------------------------------------------------------------------------
+
+_TEXT, _ATTRIBUTE, _JSON, _IGNORED = range(4)
+
+
+@dataclass(frozen=True)
+class CsvHeader:
+    names: list[str]
+    # (column index, kind, lead field or attribute key) for every column that is read.
+    plan: list[tuple[int, int, str]]
+
+
+def csv_header(names: list[str]) -> CsvHeader:
+    """Check the header row: known, distinct columns, the required ones present."""
+    cleaned = [name.strip() for name in names]
+    if not any(cleaned):
+        raise FileRejected("empty_file", "The file has no header row.")
+    if any(_bad_encoding(name) for name in cleaned):
+        raise FileRejected(
+            "unsupported_encoding", "The header row is not UTF-8; save the file as UTF-8."
+        )
+    seen = set(cleaned)
+    duplicates = sorted({name for name in cleaned if cleaned.count(name) > 1})
+    if duplicates:
+        raise FileRejected(
+            "duplicate_column", f"Columns appear more than once: {', '.join(duplicates)}."
+        )
+    plan: list[tuple[int, int, str]] = []
+    unknown = []
+    for index, name in enumerate(cleaned):
+        if name == ERROR_COLUMN:
+            continue
+        if name in _JSON_COLUMNS:
+            plan.append((index, _JSON, name))
+        elif name in LEAD_FIELDS:
+            plan.append((index, _TEXT, name))
+        elif name.startswith(ATTRIBUTE_PREFIX) and len(name) > len(ATTRIBUTE_PREFIX):
+            plan.append((index, _ATTRIBUTE, name[len(ATTRIBUTE_PREFIX) :]))
+        else:
+            unknown.append(name or f"(column {index + 1} has no name)")
+    if unknown:
+        raise FileRejected(
+            "unknown_column",
+            f"Unknown columns: {', '.join(unknown)}. Columns are lead fields "
+            f"({', '.join(LEAD_FIELDS)}, consents) or attributes.<key>.",
+        )
+    missing = [name for name in REQUIRED_COLUMNS if name not in seen]
+    if missing:
+        raise FileRejected("missing_column", f"Required columns are missing: {', '.join(missing)}.")
+    return CsvHeader(names=cleaned, plan=plan)
+
+
+def _csv_rows(stream: IO[bytes]) -> Iterator[list[str]]:
+    try:
+        yield from csv.reader(_decoded(_lines(stream)), strict=False)
+    except csv.Error as exc:
+        raise FileRejected("malformed_file", f"The file is not readable as CSV: {exc}.") from None
+
+
+def _numbered(rows: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+    """Data rows with their numbers; blank lines are skipped and not counted."""
+    number = 0
+    for values in rows:
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue
+        number += 1
+        yield number, values
+
+
+def _csv_records(stream: IO[bytes]) -> Iterator[Record]:
+    rows = _csv_rows(stream)
+    header = csv_header(next(rows, []))
+    width = len(header.names)
+    for number, values in _numbered(rows):
+        if len(values) != width:
+            message = f"The row has {len(values)} values; the header has {width} columns."
+            yield Record(number, {}, [FieldError("", "ragged_row", message)])
+            continue
+        yield _csv_record(number, values, header)
+
+
+def _csv_record(number: int, values: list[str], header: CsvHeader) -> Record:
+    data: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    attributes: dict[str, Any] | None = None
+    for index, kind, name in header.plan:
+        value = values[index]
+        if not value or value.isspace():
+            continue  # an empty cell is a field not given
+        if not value.isascii() and _bad_encoding(value):
+            column = header.names[index]
+            errors.append(FieldError(column, "invalid_encoding", "The value is not UTF-8 text."))
+            continue
+        if kind == _TEXT:
+            data[name] = value
+        elif kind == _ATTRIBUTE:
+            if attributes is None:
+                attributes = {}
+            attributes[name] = value
+        else:
+            try:
+                data[name] = json.loads(value)
+            except ValueError:
+                errors.append(FieldError(name, "invalid_json", f"The {name} cell is not JSON."))
+    if attributes is not None:
+        merged = data.get("attributes")
+        data["attributes"] = {**merged, **attributes} if isinstance(merged, dict) else attributes
+    return Record(number, data, errors)
+
+
+# -- NDJSON -------------------------------------------------------------------------------------
+
+
+def _ndjson_records(stream: IO[bytes]) -> Iterator[Record]:
+    number = 0
+    first = True
+    for raw in _lines(stream):
+        if first:
+            raw = raw.removeprefix(_UTF8_BOM)
+            first = False
+        if not raw.strip():
+            continue
+        number += 1
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield Record(
+                number, {}, [FieldError("", "invalid_encoding", "The line is not UTF-8 text.")]
+            )
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            yield Record(number, {}, [FieldError("", "malformed_row", f"Not valid JSON: {exc}.")])
+            continue
+        if not isinstance(data, dict):
+            yield Record(
+                number,
+                {},
+                [FieldError("", "malformed_row", "Each line must be one JSON object (a lead).")],
+            )
+            continue
+        yield Record(number, data)
+
+
+# -- entry points -------------------------------------------------------------------------------
+
+
+def stored_file_open(file: FieldFile) -> IO[bytes]:
+    """An import's stored file, opened for reading bytes through its storage."""
+    assert file.name, "the import has no stored file"
+    return file.storage.open(file.name, "rb")  # type: ignore[return-value]
+
+
+def records_read(stream: IO[bytes], *, fmt: str) -> Iterator[Record]:
+    """Every record of the file in order. Raises `FileRejected` for a problem with the file."""
+    head = stream.read(_SNIFF_BYTES)
+    encoding_check(head)
+    stream.seek(0)
+    if fmt == "csv":
+        return _csv_records(stream)
+    return _ndjson_records(stream)
+
+
+def records_count(stream: IO[bytes], *, fmt: str, limit: int) -> int:
+    """The first, structural pass over the whole file: how many records it has (≤ `limit`).
+
+    Reads every line (so a line too long or a broken file is found before any row is written)
+    but builds no record.
+    """
+    head = stream.read(_SNIFF_BYTES)
+    encoding_check(head)
+    stream.seek(0)
+    if fmt == "csv":
+        rows = _csv_rows(stream)
+        csv_header(next(rows, []))
+        numbered: Iterable[Any] = _numbered(rows)
+    else:
+        numbered = (line for line in _lines(stream) if line.strip(_UTF8_BOM + b" \t\r\n"))
+    count = 0
+    for _ in numbered:
+        count += 1
+        if count > limit:
+            raise FileRejected(
+                "too_many_rows", f"The file has more than {limit} rows; split it into several."
+            )
+    if count == 0:
+        raise FileRejected("empty_file", "The file has no rows.")
+    return count
+
+
+def header_check(stream: IO[bytes], *, fmt: str) -> None:
+    """The cheap checks done when a file is uploaded: encoding, and a CSV's header row."""
+    head = stream.read(_SNIFF_BYTES)
+    stream.seek(0)
+    if not head.strip(_UTF8_BOM + b" \t\r\n"):
+        raise FileRejected("empty_file", "The file is empty.")
+    encoding_check(head)
+    if fmt == "csv":
+        csv_header(next(_csv_rows(stream), []))
+        stream.seek(0)
+
+
+def failed_rows_csv(
+    stream: IO[bytes], *, fmt: str, failures: Iterable[tuple[int, str]]
+) -> Iterator[str]:
+    """The failed rows of the file with an `error` column, as chunks of CSV text.
+
+    `failures` are `(row, error text)` in row order. For a CSV the original header and cells
+    are kept, so the file can be fixed and submitted again (its `error` column is ignored on
+    input). NDJSON rows become CSV columns of the lead fields; `attributes` and `consents`
+    cells hold JSON, which a CSV import reads back.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    pending = iter(failures)
+    due = next(pending, None)
+    stream.seek(0)
+    if fmt == "csv":
+        rows = _csv_rows(stream)
+        header = next(rows, [])
+        keep = [index for index, name in enumerate(header) if name.strip() != ERROR_COLUMN]
+        writer.writerow([_printable(header[index]) for index in keep] + [ERROR_COLUMN])
+        yield flush()
+        for number, values in _numbered(rows):
+            if due is None:
+                return
+            if number == due[0]:
+                cells = [values[index] if index < len(values) else "" for index in keep]
+                cells += values[len(header) :]  # a ragged row keeps its extra values
+                writer.writerow([_printable(cell) for cell in cells] + [due[1]])
+                yield flush()
+                due = next(pending, None)
+        return
+    columns = [*LEAD_FIELDS, "consents"]
+    writer.writerow([*columns, ERROR_COLUMN])
+    yield flush()
+    for record in _ndjson_records(stream):
+        if due is None:
+            return
+        if record.number == due[0]:
+            writer.writerow([*(_cell(record.data.get(name)) for name in columns), due[1]])
+            yield flush()
+            due = next(pending, None)
+
+
+def _printable(value: str) -> str:
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
