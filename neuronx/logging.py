@@ -2,12 +2,27 @@
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from neuronx.context import request_id_var
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+
+# Whatever a message or traceback happens to quote, these never reach a log line.
+_REDACTIONS = (
+    (re.compile(r"nxk_[a-z0-9]{12}_[A-Za-z0-9]+"), "nxk_[redacted]"),
+    (re.compile(r"whsec_[A-Za-z0-9+/=]+"), "whsec_[redacted]"),
+    (re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
+    (re.compile(r"\+\d[\d ()-]{6,}\d"), "[phone]"),
+)
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class RequestIdFilter(logging.Filter):
@@ -31,4 +46,4 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return redact(json.dumps(payload, default=str))
