@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from kombu import pools
 from django.db import connection
+from kombu import pools
 
 from neuronx.celery import app
 
