@@ -152,7 +152,7 @@ class ApiViewSet(GenericViewSet):
                 idempotency_release(record=claim)
             return response
 
-    def _is_form(self, request: Request) -> bool:
+    def is_upload(self, request: Request) -> bool:
         """A multipart upload to a view that accepts uploads."""
         media_type = (request.content_type or "").split(";")[0].strip().lower()
         return media_type == FORM_MEDIA_TYPE and any(
@@ -161,7 +161,7 @@ class ApiViewSet(GenericViewSet):
 
     def _fingerprint_body(self, request: Request) -> bytes:
         """The body as the idempotency fingerprint sees it; an upload is hashed as it streams."""
-        if not self._is_form(request):
+        if not self.is_upload(request):
             return request._request.body
         digests = DigestUploadHandler(request._request)
         request._request.upload_handlers.insert(0, digests)
@@ -219,7 +219,7 @@ class ApiViewSet(GenericViewSet):
         with `serializer_class`; returns validated data."""
         request = self.request
         data: Any
-        if self._is_form(request):
+        if self.is_upload(request):
             # A field sent twice stays a list, which the serializer's field then refuses.
             form: Any = request.data  # a QueryDict of the fields and the files
             data = {

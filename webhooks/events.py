@@ -57,7 +57,7 @@ class EventType:
 _TYPES = [
     EventType(
         "lead.created",
-        "A lead was created (single or bulk ingestion).",
+        "A lead was created by POST /v1/leads (a bulk import sends one lead_import.completed).",
         obj(lead=LEAD),
     ),
     EventType(

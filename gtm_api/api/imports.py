@@ -110,7 +110,7 @@ class LeadImportViewSet(ApiViewSet):
         consent_note="consents may be given per row",
     )
     def create(self, request: Request) -> Response:
-        if self._is_form(request):
+        if self.is_upload(request):
             data = self.validated(LeadImportUploadInput)
         elif isinstance(request.data, dict) and "leads" in request.data:
             data = self.validated(LeadImportInlineInput)

@@ -171,11 +171,12 @@ def lead_import_run(*, import_id: str) -> str:
     `lost` (another worker took the job over while we ran). Row problems become row errors and
     problems with the file a `failed` job; only database outages raise (the task retries).
     """
-    token = _lease_take(import_id)
+    try:
+        token = _lease_take(import_id)
+    except _Busy:
+        return "busy"
     if token is None:
         return "done"
-    if token == "":
-        return "busy"
     try:
         _run(import_id, token)
     except LeaseLost:
@@ -184,17 +185,21 @@ def lead_import_run(*, import_id: str) -> str:
     return "done"
 
 
+class _Busy(Exception):
+    """Another worker's lease on the job is live."""
+
+
 def _lease_take(import_id: str) -> str | None:
-    """A new lease token, "" when another worker's lease is live, None when there is no work."""
+    """A new lease on the job, or None when it is finished (or gone). Raises `_Busy`."""
     with transaction.atomic():
         job = LeadImport.objects.select_for_update().filter(pk=import_id).first()
         if job is None or job.is_finished:
             return None
         now = timezone.now()
         if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:
-            return ""
+            raise _Busy(import_id)
         job.lease_token = secrets.token_hex(16)
-        job.lease_expires_at = now + timedelta(seconds=settings.LEAD_IMPORT_LEASE_SECONDS)
+        job.lease_expires_at = _lease_end()
         job.status = ImportStatus.PROCESSING
         job.started_at = job.started_at or now
         job.attempts += 1
@@ -224,9 +229,13 @@ def _locked(import_id: str, token: str) -> LeadImport:
     return job
 
 
-def _lease_renew(import_id: str, token: str) -> None:
+def _job_update(import_id: str, token: str, **fields: Any) -> None:
+    """Set fields of the job we hold (none: only renew the lease)."""
     with transaction.atomic():
-        _locked(import_id, token).save(update_fields=["lease_expires_at", "updated_at"])
+        job = _locked(import_id, token)
+        for name, value in fields.items():
+            setattr(job, name, value)
+        job.save(update_fields=[*fields, "lease_expires_at", "updated_at"])
 
 
 def _run(import_id: str, token: str) -> None:
@@ -244,29 +253,18 @@ def _run(import_id: str, token: str) -> None:
                 url=job.source_url,
                 storage_name=f"lead-imports/{job.tenant_id}/{job.id}.download",
                 fmt=job.format,
-                on_progress=lambda: _lease_renew(import_id, token),
+                on_progress=lambda: _job_update(import_id, token),
             )
-            with transaction.atomic():
-                locked = _locked(import_id, token)
-                locked.file.name, locked.size_bytes, locked.format = (
-                    fetched.name,
-                    fetched.size,
-                    fetched.format,
-                )
-                locked.save(
-                    update_fields=["file", "size_bytes", "format", "lease_expires_at", "updated_at"]
-                )
-            job.file.name, job.format = fetched.name, fetched.format
+            job.file.name, job.size_bytes, job.format = fetched.name, fetched.size, fetched.format
+            _job_update(
+                import_id, token, file=job.file.name, size_bytes=job.size_bytes, format=job.format
+            )
         if job.received == 0:
             with stored_file_open(job.file) as stream:
-                received = records_count(
+                job.received = records_count(
                     stream, fmt=job.format, limit=settings.LEAD_IMPORT_MAX_ROWS
                 )
-            with transaction.atomic():
-                locked = _locked(import_id, token)
-                locked.received = received
-                locked.save(update_fields=["received", "lease_expires_at", "updated_at"])
-            job.received = received
+            _job_update(import_id, token, received=job.received)
         with stored_file_open(job.file) as stream:
             _process(job, actor, token, stream)
     except FileRejected as exc:

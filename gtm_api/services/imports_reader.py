@@ -37,6 +37,7 @@ _BOMS = {
     b"\xfe\xff": "UTF-16",
 }
 _UTF8_BOM = b"\xef\xbb\xbf"
+_BLANK = _UTF8_BOM + b" \t\r\n"
 
 
 class FileRejected(Exception):
@@ -75,7 +76,7 @@ def format_detect(*, name: str, content_type: str, head: bytes) -> str:
         return "ndjson"
     if lowered.endswith(".csv"):
         return "csv"
-    return "ndjson" if head.lstrip(_UTF8_BOM + b" \t\r\n").startswith(b"{") else "csv"
+    return "ndjson" if head.lstrip(_BLANK).startswith(b"{") else "csv"
 
 
 def encoding_check(head: bytes) -> None:
@@ -283,11 +284,17 @@ def stored_file_open(file: FieldFile) -> IO[bytes]:
     return file.storage.open(file.name, "rb")  # type: ignore[return-value]
 
 
+def _start(stream: IO[bytes]) -> bytes:
+    """Check the encoding from the first bytes and rewind; returns those bytes."""
+    head = stream.read(_SNIFF_BYTES)
+    stream.seek(0)
+    encoding_check(head)
+    return head
+
+
 def records_read(stream: IO[bytes], *, fmt: str) -> Iterator[Record]:
     """Every record of the file in order. Raises `FileRejected` for a problem with the file."""
-    head = stream.read(_SNIFF_BYTES)
-    encoding_check(head)
-    stream.seek(0)
+    _start(stream)
     if fmt == "csv":
         return _csv_records(stream)
     return _ndjson_records(stream)
@@ -299,15 +306,13 @@ def records_count(stream: IO[bytes], *, fmt: str, limit: int) -> int:
     Reads every line (so a line too long or a broken file is found before any row is written)
     but builds no record.
     """
-    head = stream.read(_SNIFF_BYTES)
-    encoding_check(head)
-    stream.seek(0)
+    _start(stream)
     if fmt == "csv":
         rows = _csv_rows(stream)
         csv_header(next(rows, []))
         numbered: Iterable[Any] = _numbered(rows)
     else:
-        numbered = (line for line in _lines(stream) if line.strip(_UTF8_BOM + b" \t\r\n"))
+        numbered = (line for line in _lines(stream) if line.strip(_BLANK))
     count = 0
     for _ in numbered:
         count += 1
@@ -322,11 +327,8 @@ def records_count(stream: IO[bytes], *, fmt: str, limit: int) -> int:
 
 def header_check(stream: IO[bytes], *, fmt: str) -> None:
     """The cheap checks done when a file is uploaded: encoding, and a CSV's header row."""
-    head = stream.read(_SNIFF_BYTES)
-    stream.seek(0)
-    if not head.strip(_UTF8_BOM + b" \t\r\n"):
+    if not _start(stream).strip(_BLANK):
         raise FileRejected("empty_file", "The file is empty.")
-    encoding_check(head)
     if fmt == "csv":
         csv_header(next(_csv_rows(stream), []))
         stream.seek(0)

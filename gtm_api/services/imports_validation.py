@@ -12,8 +12,10 @@ import contextlib
 import fcntl
 import gc
 import multiprocessing
+import os
 import pickle
 import queue
+import signal
 import threading
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -22,7 +24,7 @@ from django.conf import settings
 
 from gtm_api.lead_fields import FieldError, lead_row_validate
 from gtm_api.services.imports_reader import FileRejected, Record, records_read
-from gtm_api.services.imports_writer import ValidRow
+from gtm_api.services.imports_writer import ValidRow, valid_row
 
 Outcome = tuple[int, ValidRow | list[FieldError]]
 
@@ -71,7 +73,7 @@ def rows_validated(records: Iterable[Record]) -> Iterator[Outcome]:
         if email is not None:
             emails[email] = number
         consents = clean.pop("consents", None) or []
-        yield number, ValidRow(number, clean, consents)
+        yield number, valid_row(number, clean, consents)
 
 
 def file_validated(stream: IO[bytes], *, fmt: str, rows: int) -> Iterator[Outcome]:
@@ -79,36 +81,49 @@ def file_validated(stream: IO[bytes], *, fmt: str, rows: int) -> Iterator[Outcom
     if rows < settings.LEAD_IMPORT_PARALLEL_MIN_ROWS or threading.active_count() > 1:
         yield from rows_validated(records_read(stream, fmt=fmt))
         return
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
+    receiver, sender = multiprocessing.Pipe(duplex=False)
     _widen(sender)
-    # The child gets the open file (and everything else) by forking; it never uses the
-    # database connection it inherits, and leaves through os._exit, so never closes it either.
-    child = context.Process(
-        target=_validate_child, args=(stream, fmt, sender), name="lead-import-validate", daemon=True
-    )
-    child.start()
+    # A bare fork, not multiprocessing.Process: Celery's pool processes count as daemonic, and
+    # those may not start Process children. The child gets the open file (and everything
+    # else) by forking; it never uses the database connection it inherits, and leaves through
+    # os._exit, so never closes it either.
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover  (the child; coverage does not follow it)
+        code = 1
+        try:
+            receiver.close()
+            _validate_child(stream, fmt, sender)
+            code = 0
+        finally:
+            os._exit(code)
     sender.close()
     # A thread moves the child's batches from the pipe into memory as they come, so the child
     # never waits for the writer; this process unpickles them when it needs them.
     batches: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     pump = threading.Thread(target=_pump, args=(receiver, batches), daemon=True)
     pump.start()
+    finished = False
     try:
         while (data := batches.get()) is not None:
             item = pickle.loads(data)  # noqa: S301  (our child, our pipe)
             if item is None:
+                finished = True
                 return
             if isinstance(item, FileRejected):
                 raise item
             if isinstance(item, str):
                 raise RuntimeError(f"validation failed: {item}")
-            yield from item
+            for number, valid, errors in item:
+                if valid is not None:
+                    yield number, ValidRow(number, *valid)
+                else:
+                    yield number, [FieldError(*error) for error in errors]
         raise RuntimeError("the validating process died")
     finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
+        if not finished:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
         receiver.close()
         pump.join()
 
@@ -137,9 +152,15 @@ def _validate_child(stream: IO[bytes], fmt: str, sender: Any) -> None:
         sender.send_bytes(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
 
     try:
-        batch: list[Outcome] = []
-        for outcome in rows_validated(records_read(stream, fmt=fmt)):
-            batch.append(outcome)
+        batch: list[tuple[int, Any, Any]] = []
+        # Plain tuples: they unpickle in C, dataclasses one Python call at a time.
+        for number, outcome in rows_validated(records_read(stream, fmt=fmt)):
+            if isinstance(outcome, ValidRow):
+                valid = (outcome.lead, outcome.consents, outcome.columns)
+                batch.append((number, valid, None))
+            else:
+                errors = [(e.field, e.code, e.message) for e in outcome]
+                batch.append((number, None, errors))
             if len(batch) == _BATCH:
                 send(batch)
                 batch = []
@@ -150,4 +171,5 @@ def _validate_child(stream: IO[bytes], fmt: str, sender: Any) -> None:
     except Exception as exc:
         send(f"{type(exc).__name__}: {exc}")
     finally:
-        sender.close()
+        with contextlib.suppress(OSError):
+            sender.close()

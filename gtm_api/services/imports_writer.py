@@ -8,8 +8,8 @@ errors, `upsert` mode updates the lead matched by `external_id`, else by `email`
 On PostgreSQL new leads are COPYed straight into the leads table (the plan has already removed
 every row that could conflict) and updates are COPYed into a temporary staging table and applied
 by one `UPDATE … FROM`. A lead written concurrently by someone else between the plan and the
-write makes the COPY fail on a unique index: the chunk's savepoint is rolled back and the chunk is
-planned again against the new state. Other databases (SQLite in development) use
+write makes the COPY fail on a unique index: the caller rolls the chunk's transaction back and
+writes the chunk again, planned against the new state. Other databases (SQLite in development) use
 `bulk_create` / `bulk_update` under the same plan. No path saves leads one by one.
 """
 
@@ -23,7 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from consent.services import consent_append_many
-from gtm_api.lead_fields import LEAD_FIELDS, FieldError
+from gtm_api.lead_fields import LEAD_FIELDS, LEAD_TEXT_FIELDS, FieldError
 from gtm_api.models import Lead, LeadImportRowError, Stage
 from neuronx.context import Actor
 from neuronx.ids import new_id
@@ -31,11 +31,31 @@ from neuronx.ids import new_id
 
 @dataclass(slots=True)
 class ValidRow:
-    """A row that passed validation: its clean lead fields and consent records."""
+    """A row that passed validation: its clean lead fields and consent records, and its lead
+    columns as COPY sends them (text fields, then attributes as JSON).
+
+    Built by `valid_row` where the row is validated — in a child process for a large file — so
+    that this per-row work stays off the process writing to the database.
+    """
 
     number: int
     lead: dict[str, Any]
-    consents: list[dict[str, Any]] = field(default_factory=list)
+    consents: list[dict[str, Any]]
+    columns: tuple[Any, ...]
+
+
+_TEXT_FIELDS = tuple(spec.name for spec in LEAD_TEXT_FIELDS)
+# The lead columns an import writes, in the order of `ValidRow.columns`.
+_LEAD_COLUMNS = (*_TEXT_FIELDS, "attributes")
+
+
+def valid_row(number: int, lead: dict[str, Any], consents: list[dict[str, Any]]) -> ValidRow:
+    attributes = lead.get("attributes")
+    columns = (
+        *[lead.get(name) for name in _TEXT_FIELDS],
+        json.dumps(attributes) if attributes else "{}",
+    )
+    return ValidRow(number, lead, consents, columns)
 
 
 @dataclass
@@ -134,16 +154,15 @@ def _stored(
         return by_external_id, by_email
     matches: Iterable[tuple[str, str | None, str | None, str]]
     if connection.vendor == "postgresql":
-        # Arrays keep it one parameter each, and each half uses its unique index.
+        # Arrays keep it one parameter each; both unique indexes are used (a BitmapOr).
         table = connection.ops.quote_name(Lead._meta.db_table)
         columns = "id, external_id, email, stage"
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {columns} FROM {table} "  # noqa: S608  (names are ours)
-                "WHERE tenant_id = %s AND external_id = ANY(%s::varchar[]) "
-                f"UNION ALL SELECT {columns} FROM {table} "
-                "WHERE tenant_id = %s AND email = ANY(%s::varchar[])",
-                [tenant_id, external_ids, tenant_id, emails],
+                "WHERE tenant_id = %s "
+                "AND (external_id = ANY(%s::varchar[]) OR email = ANY(%s::varchar[]))",
+                [tenant_id, external_ids, emails],
             )
             matches = cursor.fetchall()
     else:
@@ -214,8 +233,8 @@ def _exists(name: str, lead: _Stored, *, other: bool = False) -> FieldError:
 
 # -- apply --------------------------------------------------------------------------------------
 
-_CREATE_COLUMNS = ("id", "tenant_id", *LEAD_FIELDS, "stage", "created_at", "updated_at")
-_STAGE_COLUMNS = ("id", "round", *LEAD_FIELDS)
+_CREATE_COLUMNS = ("id", "tenant_id", *_LEAD_COLUMNS, "stage", "created_at", "updated_at")
+_STAGE_COLUMNS = ("id", "round", *_LEAD_COLUMNS)
 
 
 def _apply(actor: Actor, plan: _Plan, result: ChunkResult, now: datetime) -> None:
@@ -245,15 +264,7 @@ def _apply_copy(
             Lead._meta.db_table,
             _CREATE_COLUMNS,
             (
-                (
-                    lead_id,
-                    tenant_id,
-                    *(row.lead.get(name) for name in LEAD_FIELDS[:-1]),
-                    json.dumps(row.lead.get("attributes") or {}),
-                    Stage.NEW,
-                    now,
-                    now,
-                )
+                (lead_id, tenant_id, *row.columns, Stage.NEW.value, now, now)
                 for lead_id, row in zip(created_ids, plan.creates, strict=True)
             ),
         )
@@ -264,7 +275,7 @@ def _apply_copy(
         # The lead columns' types without their NOT NULLs: an absent field stages as NULL.
         cursor.execute(
             "CREATE TEMP TABLE lead_import_stage ON COMMIT DROP AS "  # noqa: S608  (names are ours)
-            f"SELECT id, 0 AS round, {', '.join(LEAD_FIELDS)} FROM {table} WITH NO DATA"
+            f"SELECT id, 0 AS round, {', '.join(_LEAD_COLUMNS)} FROM {table} WITH NO DATA"
         )
     _copy(
         "lead_import_stage",
@@ -273,26 +284,38 @@ def _apply_copy(
             (
                 lead_id,
                 round_,
-                *(row.lead.get(name) for name in LEAD_FIELDS[:-1]),
-                json.dumps(row.lead["attributes"]) if "attributes" in row.lead else None,
+                *(row.lead.get(name) for name in _TEXT_FIELDS),
+                json.dumps(row.lead["attributes"]) if row.lead.get("attributes") else None,
             )
             for lead_id, row, round_ in plan.updates
         ),
     )
-    # A field the row does not give keeps its stored value: upsert never clears a field.
-    assignments = ", ".join(f"{name} = COALESCE(s.{name}, l.{name})" for name in LEAD_FIELDS)
-    updated: set[str] = set()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE lead_import_stage")  # a temporary table has no statistics
+    # A field the row does not give keeps its stored value: upsert never clears a field. A lead
+    # the row would not change is left alone (its updated_at too), though it counts as updated.
+    merged = [f"COALESCE(s.{name}, l.{name})" for name in LEAD_FIELDS]
+    assignments = ", ".join(
+        f"{name} = {value}" for name, value in zip(LEAD_FIELDS, merged, strict=True)
+    )
+    changes = f"({', '.join(merged)}) IS DISTINCT FROM ({', '.join(f'l.{n}' for n in LEAD_FIELDS)})"
     with connection.cursor() as cursor:
         for round_ in range(max(r for _, _, r in plan.updates) + 1):
             cursor.execute(
                 f"UPDATE {table} AS l SET {assignments}, updated_at = %s "  # noqa: S608  (names are ours)
                 "FROM lead_import_stage AS s "
                 "WHERE s.round = %s AND l.id = s.id AND l.tenant_id = %s AND l.stage <> %s "
-                "RETURNING l.id",
+                f"AND {changes}",
                 [now, round_, tenant_id, Stage.VERIFIED_PAID],
             )
-            updated.update(lead_id for (lead_id,) in cursor.fetchall())
-    _unapplied(plan, updated, result)
+        # The plan saw these leads open; one closed since is not updated, and says so.
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE id = ANY(%s::varchar[]) AND stage <> %s",  # noqa: S608
+            [list({lead_id for lead_id, _, _ in plan.updates}), Stage.VERIFIED_PAID],
+        )
+        _unapplied(plan, {lead_id for (lead_id,) in cursor.fetchall()}, result)
+        # Dropped now, not only at commit: the caller's transaction may span more chunks.
+        cursor.execute("DROP TABLE lead_import_stage")
 
 
 def _apply_orm(
@@ -303,7 +326,7 @@ def _apply_orm(
             Lead(
                 id=lead_id,
                 tenant_id=actor.tenant.pk,
-                **{name: row.lead.get(name) for name in LEAD_FIELDS[:-1]},
+                **{name: row.lead.get(name) for name in _TEXT_FIELDS},
                 attributes=row.lead.get("attributes") or {},
                 created_at=now,
                 updated_at=now,
@@ -326,19 +349,21 @@ def _apply_orm(
             lead = leads.get(lead_id)
             if r != round_ or lead is None:
                 continue
-            for name in LEAD_FIELDS:
-                if row.lead.get(name) is not None:
-                    setattr(lead, name, row.lead[name])
-            lead.updated_at = now
-            changed.append(lead)
+            # As on PostgreSQL: a field not given, or empty attributes, keeps the stored value.
+            given = {n: v for n in LEAD_FIELDS if (v := row.lead.get(n)) is not None and v != {}}
+            if any(getattr(lead, name) != value for name, value in given.items()):
+                for name, value in given.items():
+                    setattr(lead, name, value)
+                lead.updated_at = now
+                changed.append(lead)
         Lead.objects.bulk_update(changed, [*LEAD_FIELDS, "updated_at"], batch_size=500)
     _unapplied(plan, set(leads), result)
 
 
-def _unapplied(plan: _Plan, updated: set[str], result: ChunkResult) -> None:
+def _unapplied(plan: _Plan, open_ids: set[str], result: ChunkResult) -> None:
     """Rows whose lead was closed (or deleted) between the plan and the update become errors."""
     for lead_id, row, _ in plan.updates:
-        if lead_id not in updated:
+        if lead_id not in open_ids:
             result.updated -= 1
             result.errors.append(
                 (

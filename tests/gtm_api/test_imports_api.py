@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from consent.models import ConsentRecord
@@ -233,6 +234,18 @@ def test_upsert_twice_updates_instead_of_duplicating(alice, run_tasks):
     assert first["counts"] == {"received": 2, "created": 2, "updated": 0, "failed": 0}
     assert second["counts"] == {"received": 2, "created": 0, "updated": 2, "failed": 0}
     assert Lead.objects.count() == 2
+    # Nothing changed: matched and counted, but not rewritten.
+    stamps = dict(Lead.objects.values_list("external_id", "updated_at"))
+    with run_tasks():
+        upload(
+            alice,
+            csv_bytes("crm-1,a@acme-corp.com,,A,B,,,csv", "crm-2,b@acme-corp.com,,A,Z,,,csv"),
+            mode="upsert",
+        )
+    after = dict(Lead.objects.values_list("external_id", "updated_at"))
+    assert after["crm-1"] == stamps["crm-1"]
+    assert after["crm-2"] > stamps["crm-2"]
+    assert Lead.objects.get(external_id="crm-2").last_name == "Z"
 
 
 def test_create_mode_reports_existing_leads_as_row_errors(alice, run_tasks):
@@ -579,3 +592,18 @@ def test_a_validating_child_that_dies_fails_the_job_cleanly(
     done = job(alice, response)
     assert (done["status"], done["error"]["code"]) == ("failed", "internal_error")
     assert done["counts"]["created"] == 0
+
+
+def test_a_broken_multipart_body_is_400(alice):
+    response = alice.post(
+        "/v1/lead-imports", raw=b"--x\r\nnot a part", content_type="multipart/form-data"
+    )
+    problem(response, 400, "malformed_request")
+    two_files = alice.client.post(
+        "/v1/lead-imports",
+        {"file": [SimpleUploadedFile("a.csv", b"x"), SimpleUploadedFile("b.csv", b"y")]},
+        headers={"Authorization": f"Bearer {alice.key}", "Idempotency-Key": "two-files"},
+    )
+    body = problem(two_files, 422, "validation_error")
+    assert body["errors"][0]["field"] == "file"
+    assert not LeadImport.objects.exists()
