@@ -127,6 +127,18 @@ def operation(
     return attach
 
 
+def read_operation(*, scope: str = "leads:read", errors: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """The common read: `read` class, no consent, not metered, not idempotent (GET)."""
+    return operation(
+        rate_class="read",
+        scope=scope,
+        consent=NO_CONSENT,
+        usage=None,
+        idempotent=False,
+        errors=errors,
+    )
+
+
 def operation_of(view: Any, method_name: str | None) -> Operation | None:
     if method_name is None:
         return None

@@ -13,7 +13,7 @@ from gtm_api.appointment_serializers import (
 )
 from gtm_api.selectors.appointments import appointment_get, appointment_list
 from gtm_api.services.appointments import appointment_create, appointment_update
-from neuronx.operations import NO_CONSENT, operation
+from neuronx.operations import operation, read_operation
 from neuronx.views import ApiViewSet
 
 APPOINTMENT_ID = OpenApiParameter(
@@ -100,14 +100,7 @@ class AppointmentViewSet(ApiViewSet):
         responses={200: AppointmentOutput(many=True)},
         tags=["Appointments"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("malformed_request", "validation_error"),
-    )
+    @read_operation(errors=("malformed_request", "validation_error"))
     def list(self, request: Request) -> Response:
         filters = self.query(AppointmentListQuery)
         return self.paginated(
@@ -121,14 +114,7 @@ class AppointmentViewSet(ApiViewSet):
         responses={200: AppointmentOutput},
         tags=["Appointments"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found",),
-    )
+    @read_operation(errors=("not_found",))
     def retrieve(self, request: Request, pk: str) -> Response:
         appointment = appointment_get(tenant=self.actor.tenant, appointment_id=pk)
         return Response(AppointmentOutput(appointment).data)

@@ -30,7 +30,7 @@ from gtm_api.selectors.imports import (
     lead_import_list,
 )
 from gtm_api.services.imports import lead_import_submit
-from neuronx.operations import NO_CONSENT, operation
+from neuronx.operations import NO_CONSENT, operation, read_operation
 from neuronx.pagination import CursorPagination
 from neuronx.views import ApiViewSet
 
@@ -130,14 +130,7 @@ class LeadImportViewSet(ApiViewSet):
         responses={200: LeadImportOutput(many=True)},
         tags=["Lead imports"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("malformed_request", "validation_error"),
-    )
+    @read_operation(errors=("malformed_request", "validation_error"))
     def list(self, request: Request) -> Response:
         filters = self.query(LeadImportListQuery)
         return self.paginated(
@@ -151,14 +144,7 @@ class LeadImportViewSet(ApiViewSet):
         responses={200: LeadImportOutput},
         tags=["Lead imports"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found",),
-    )
+    @read_operation(errors=("not_found",))
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(
             LeadImportOutput(lead_import_get(tenant=self.actor.tenant, import_id=pk)).data
@@ -172,14 +158,7 @@ class LeadImportViewSet(ApiViewSet):
         responses={200: LeadImportRowErrorOutput(many=True)},
         tags=["Lead imports"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found", "malformed_request", "validation_error"),
-    )
+    @read_operation(errors=("not_found", "malformed_request", "validation_error"))
     @action(detail=True, methods=["get"], url_path="errors", pagination_class=RowOrderPagination)
     def errors(self, request: Request, pk: str) -> Response:
         rows = lead_import_errors(tenant=self.actor.tenant, import_id=pk)
@@ -194,14 +173,7 @@ class LeadImportViewSet(ApiViewSet):
         responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, UTF-8.")},
         tags=["Lead imports"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found",),
-    )
+    @read_operation(errors=("not_found",))
     @action(detail=True, methods=["get"], url_path="failed-rows")
     def failed_rows(self, request: Request, pk: str) -> StreamingHttpResponse:
         job, content = lead_import_failed_rows(tenant=self.actor.tenant, import_id=pk)

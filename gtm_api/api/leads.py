@@ -27,7 +27,7 @@ from gtm_api.serializers import (
 )
 from gtm_api.services.consents import lead_consents_append
 from gtm_api.services.leads import lead_create, lead_update
-from neuronx.operations import NO_CONSENT, operation
+from neuronx.operations import NO_CONSENT, operation, read_operation
 from neuronx.views import ApiViewSet
 
 CREATE_EXAMPLE = OpenApiExample(
@@ -102,14 +102,7 @@ class LeadViewSet(ApiViewSet):
         responses={200: LeadOutput(many=True)},
         tags=["Leads"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("malformed_request", "validation_error"),
-    )
+    @read_operation(errors=("malformed_request", "validation_error"))
     def list(self, request: Request) -> Response:
         filters = self.query(LeadListQuery)
         return self.paginated(lead_list(tenant=self.actor.tenant, **filters), LeadOutput)
@@ -121,14 +114,7 @@ class LeadViewSet(ApiViewSet):
         responses={200: LeadOutput},
         tags=["Leads"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found",),
-    )
+    @read_operation(errors=("not_found",))
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(LeadOutput(lead_get(tenant=self.actor.tenant, lead_id=pk)).data)
 
@@ -161,14 +147,7 @@ class LeadViewSet(ApiViewSet):
         responses={200: ConsentLedgerOutput},
         tags=["Consent"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found",),
-    )
+    @read_operation(errors=("not_found",))
     @action(detail=True, methods=["get"], url_path="consents")
     def consents(self, request: Request, pk: str) -> Response:
         return Response(self._ledger(pk))

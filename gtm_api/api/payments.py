@@ -14,7 +14,7 @@ from gtm_api.payment_serializers import (
 )
 from gtm_api.selectors.payments import payment_get, payment_list
 from gtm_api.services.payments import payment_cancel, payment_initiate
-from neuronx.operations import NO_CONSENT, operation
+from neuronx.operations import NO_CONSENT, operation, read_operation
 from neuronx.views import ApiViewSet
 
 PAYMENT_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Payment id (`pay_…`).")
@@ -92,14 +92,7 @@ class PaymentViewSet(ApiViewSet):
         responses={200: PaymentOutput(many=True)},
         tags=["Payments"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("malformed_request", "validation_error"),
-    )
+    @read_operation(errors=("malformed_request", "validation_error"))
     def list(self, request: Request) -> Response:
         filters = self.query(PaymentListQuery)
         return self.paginated(payment_list(tenant=self.actor.tenant, **filters), PaymentOutput)
@@ -111,13 +104,6 @@ class PaymentViewSet(ApiViewSet):
         responses={200: PaymentOutput},
         tags=["Payments"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found",),
-    )
+    @read_operation(errors=("not_found",))
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(PaymentOutput(payment_get(tenant=self.actor.tenant, payment_id=pk)).data)

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from gtm_api.selectors.status import lead_status
 from gtm_api.status_serializers import LeadStatusOutput
-from neuronx.operations import NO_CONSENT, operation
+from neuronx.operations import read_operation
 from neuronx.views import ApiViewSet
 
 
@@ -22,14 +22,7 @@ class LeadStatusViewSet(ApiViewSet):
         responses={200: LeadStatusOutput},
         tags=["Status"],
     )
-    @operation(
-        rate_class="read",
-        scope="leads:read",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found",),
-    )
+    @read_operation(errors=("not_found",))
     @action(detail=True, methods=["get"])
     def status(self, request: Request, pk: str) -> Response:
         return Response(LeadStatusOutput(lead_status(tenant=self.actor.tenant, lead_id=pk)).data)

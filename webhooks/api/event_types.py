@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from neuronx.operations import NO_CONSENT, operation
+from neuronx.operations import read_operation
 from neuronx.views import ApiViewSet
 from webhooks.schema import event_type_catalog
 from webhooks.serializers import EventTypeListOutput, EventTypeListQuery
@@ -23,14 +23,7 @@ class EventTypeViewSet(ApiViewSet):
         responses={200: EventTypeListOutput},
         tags=["Webhooks"],
     )
-    @operation(
-        rate_class="read",
-        scope="webhooks:manage",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("validation_error",),
-    )
+    @read_operation(scope="webhooks:manage", errors=("validation_error",))
     def list(self, request: Request) -> Response:
         EventTypeListQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
         return Response({"results": event_type_catalog(), "next": None, "previous": None})

@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from neuronx.operations import NO_CONSENT, operation
+from neuronx.operations import NO_CONSENT, operation, read_operation
 from neuronx.views import ApiViewSet
 from webhooks.selectors import delivery_get, delivery_list, subscription_get, subscription_list
 from webhooks.serializers import (
@@ -238,13 +238,8 @@ class WebhookSubscriptionViewSet(ApiViewSet):
         responses={200: DeliveryOutput(many=True)},
         tags=TAGS,
     )
-    @operation(
-        rate_class="read",
-        scope="webhooks:manage",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found", "malformed_request", "validation_error"),
+    @read_operation(
+        scope="webhooks:manage", errors=("not_found", "malformed_request", "validation_error")
     )
     @action(detail=True, methods=["get"], url_path="deliveries")
     def deliveries(self, request: Request, pk: str) -> Response:
@@ -260,14 +255,7 @@ class WebhookSubscriptionViewSet(ApiViewSet):
         responses={200: DeliveryDetailOutput},
         tags=TAGS,
     )
-    @operation(
-        rate_class="read",
-        scope="webhooks:manage",
-        consent=NO_CONSENT,
-        usage=None,
-        idempotent=False,
-        errors=("not_found",),
-    )
+    @read_operation(scope="webhooks:manage", errors=("not_found",))
     @action(detail=True, methods=["get"], url_path=DELIVERY_ID_PATTERN)
     def delivery(self, request: Request, pk: str, delivery_id: str) -> Response:
         found = delivery_get(tenant=self.actor.tenant, subscription_id=pk, delivery_id=delivery_id)
