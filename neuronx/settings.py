@@ -177,7 +177,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "neuronx.schema.OperationAutoSchema",
     "EXCEPTION_HANDLER": "neuronx.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
-    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
+    # ISO 8601 in UTC with `Z` (DRF pads years below 1000, which strftime does not).
+    "DATETIME_FORMAT": "iso-8601",
     "COERCE_DECIMAL_TO_STRING": False,
 }
 

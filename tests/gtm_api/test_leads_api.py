@@ -292,3 +292,15 @@ def test_nul_characters_are_422_not_a_database_error(alice):
     problem(alice.post("/v1/leads", lead_body(company="a\x00b")), 422, "validation_error")
     problem(alice.get("/v1/leads", {"external_id": "a\x00b"}), 422, "validation_error")
     problem(alice.get("/v1/leads/lead_%00x"), 404, "not_found")
+
+
+def test_timestamps_are_rfc3339_even_for_early_years(alice):
+    lead = alice.post("/v1/leads", lead_body()).json()
+    body = {
+        "scope": "contact.email",
+        "granted": False,
+        "captured_at": "0265-07-25T02:28:23Z",
+        "source": "import",
+    }
+    ledger = alice.post(f"/v1/leads/{lead['id']}/consents", body).json()
+    assert ledger["history"][0]["captured_at"] == "0265-07-25T02:28:23Z"
