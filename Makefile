@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-pg lint typecheck check schema fuzz ci clean
+.PHONY: run test test-pg lint typecheck check schema fuzz drills ci clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# Fault drills (docs/faults.md): the production stack as subprocesses — gunicorn, Celery worker
+# and beat — on PostgreSQL and Redis at 127.0.0.1 (shared ones, plus private ones they may kill).
+drills: $(STAMP)
+	$(BIN)/pytest -q tests/drills
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,20 +8,24 @@ never leave an effect without its record. 5xx outcomes delete the claim so the c
 
 import hashlib
 import json
+import logging
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from neuronx import errors
 from neuronx.models import IdempotencyRecord, Tenant
+
+logger = logging.getLogger("neuronx.idempotency")
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -107,6 +111,7 @@ def idempotency_claim(
     Raises `IdempotencyKeyReused` for a different request and `IdempotencyKeyInUse` while the
     first request is still running.
     """
+    _release_pending()
     for _ in range(3):
         now = timezone.now()
         try:
@@ -165,7 +170,43 @@ def idempotency_complete(
 
 
 def idempotency_release(*, record: IdempotencyRecord) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_FLIGHT).delete()
+    """Drop the claim of a request that failed with a 5xx, so that a retry is processed as new.
+
+    Only the request's own claim goes: not a completed one (the failure came after the commit),
+    nor one another request has taken over since. If the database cannot be reached (the usual
+    cause of the 5xx), the release is kept and made before this process's next claim, once the
+    database answers again, rather than leaving the key in use for IDEMPOTENCY_LOCK_SECONDS.
+    """
+    try:
+        _release(record.pk, record.locked_at)
+    except DatabaseError:
+        logger.warning("idempotency claim release deferred: database unavailable")
+        with _unreleased_lock:
+            _unreleased.append((record.pk, record.locked_at))
+
+
+# Claims whose release failed for want of a database: (pk, locked_at), made by this process.
+_unreleased: list[tuple[int, datetime]] = []
+_unreleased_lock = threading.Lock()
+
+
+def _release(pk: int, locked_at: datetime) -> None:
+    IdempotencyRecord.objects.filter(
+        pk=pk, state=IdempotencyRecord.State.IN_FLIGHT, locked_at=locked_at
+    ).delete()
+
+
+def _release_pending() -> None:
+    with _unreleased_lock:
+        pending = _unreleased[:]
+        _unreleased.clear()
+    for index, (pk, locked_at) in enumerate(pending):
+        try:
+            _release(pk, locked_at)
+        except DatabaseError:
+            with _unreleased_lock:
+                _unreleased.extend(pending[index:])
+            return
 
 
 def idempotency_purge(*, older_than: timedelta | None = None) -> int:

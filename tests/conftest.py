@@ -3,6 +3,7 @@
 import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,3 +121,14 @@ def problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert {"type", "title", "detail", "request_id"} <= set(body)
     assert body["request_id"] == response["X-Request-ID"]
     return body
+
+
+DRILLS = Path(__file__).resolve().parent / "drills"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fault drills (tests/drills, docs/faults.md) run only when named: `make drills`."""
+    if collection_path != DRILLS:
+        return None
+    named = (config.invocation_params.dir / arg.split("::")[0] for arg in config.args)
+    return not any(path.resolve().is_relative_to(DRILLS) for path in named)
