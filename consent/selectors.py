@@ -21,7 +21,7 @@ class ScopeState:
 
 def consent_history(*, lead: Any) -> list[ConsentRecord]:
     """The lead's ledger, newest capture first (ties: latest recorded first)."""
-    return list(ConsentRecord.objects.filter(lead=lead).order_by("-captured_at", "-id"))
+    return list(ConsentRecord.objects.filter(lead_id=lead.pk).order_by("-captured_at", "-id"))
 
 
 def consent_state(

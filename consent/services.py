@@ -7,7 +7,7 @@ from consent.models import ConsentRecord
 from neuronx.context import Actor
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # the caller's transaction rolls back on failure
 def consent_append(
     *, actor: Actor, lead: Any, records: Iterable[Mapping[str, Any]]
 ) -> list[ConsentRecord]:
@@ -15,7 +15,7 @@ def consent_append(
     return consent_append_many(actor=actor, records=[(lead.pk, record) for record in records])
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # the caller's transaction rolls back on failure
 def consent_append_many(
     *, actor: Actor, records: Iterable[tuple[str, Mapping[str, Any]]]
 ) -> list[ConsentRecord]:

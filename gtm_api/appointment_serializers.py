@@ -5,6 +5,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from gtm_api.lead_fields import FieldInvalid, normalize_phone
@@ -15,9 +16,20 @@ MIN_DURATION = timedelta(minutes=5)
 MAX_DURATION = timedelta(hours=8)
 MAX_HORIZON = timedelta(days=366)
 PAST_TOLERANCE = timedelta(minutes=5)
-_TIMEZONES = frozenset(available_timezones())
+# The zone database's keys; `localtime` and `posixrules` are files of the system's copy, not zones.
+_TIMEZONES = frozenset(available_timezones() - {"localtime", "posixrules"})
+RESCHEDULE_FIELDS = ("starts_at", "ends_at", "timezone", "channel", "location")
 
 
+# Not an enum of the ~600 names: the set is the server's copy of the zone database, which
+# changes with its version, and a request is refused with the name when it is not in it.
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": "^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+        "description": "IANA time zone name, e.g. Europe/Berlin.",
+    }
+)
 class TimezoneField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         name = super().to_internal_value(data)
@@ -96,6 +108,11 @@ class AppointmentCreateInput(StrictInput):
 class AppointmentUpdateInput(StrictInput):
     """Reschedule (times, zone, channel, location, notes) or set `status`; not both."""
 
+    openapi_constraints = {
+        "minProperties": 1,
+        "not": {"anyOf": [{"required": ["status", name]} for name in RESCHEDULE_FIELDS]},
+    }
+
     starts_at = serializers.DateTimeField(required=False)
     ends_at = serializers.DateTimeField(required=False)
     timezone = TimezoneField(max_length=64, required=False)
@@ -118,7 +135,7 @@ class AppointmentUpdateInput(StrictInput):
             raise serializers.ValidationError(
                 {"": ["Send at least one field to change."]}, code="empty"
             )
-        reschedule = {"starts_at", "ends_at", "timezone", "channel", "location"} & set(attrs)
+        reschedule = set(RESCHEDULE_FIELDS) & set(attrs)
         if "status" in attrs and reschedule:
             raise serializers.ValidationError(
                 {"status": ["Set status alone (with notes at most), not with a reschedule."]},

@@ -38,6 +38,8 @@ class _FormatOption(serializers.Serializer):
 
 
 class LeadImportUploadInput(_FormatOption, _ImportOptions):
+    reads_text = True  # multipart form fields
+
     file = serializers.FileField(
         allow_empty_file=True,
         help_text="A CSV file whose header row names lead fields, or NDJSON (one lead object "
@@ -57,7 +59,7 @@ class LeadImportUrlInput(_FormatOption, _ImportOptions):
 
 class LeadImportInlineInput(_ImportOptions):
     leads = serializers.ListField(
-        child=serializers.JSONField(),
+        child=serializers.JSONField(allow_null=True),  # a null lead is a row error too
         min_length=1,
         max_length=MAX_INLINE_LEADS,
         help_text=f"1–{MAX_INLINE_LEADS} lead objects, each as `POST /v1/leads` takes it "

@@ -59,6 +59,8 @@ class Lead(models.Model):
             models.CheckConstraint(condition=Q(stage__in=Stage.values), name="lead_stage_valid"),
         ]
         indexes = [
+            # The lead list pages newest first (by id) within a tenant, whatever its size.
+            models.Index(fields=["tenant", "id"]),
             models.Index(fields=["tenant", "stage", "id"]),
             models.Index(fields=["tenant", "created_at"]),
             models.Index(fields=["tenant", "updated_at"]),

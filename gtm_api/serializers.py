@@ -27,7 +27,8 @@ from gtm_api.lead_fields import (
     lead_row_validate,
 )
 from gtm_api.models import Lead, Stage
-from neuronx.serializers import StrictInput, StrictQuery
+from neuronx.json_types import json_type_errors
+from neuronx.serializers import FixedFieldsOutput, StrictInput, StrictQuery
 
 __all__ = ["CLOCK_SKEW", "MAX_CONSENTS_PER_REQUEST"]  # re-exported: the docs quote them
 
@@ -53,6 +54,11 @@ class PlainValidatedInput(StrictInput):
             message = f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
             raise_field_errors([FieldError("", "invalid", message)])
         clean, errors = self.plain_validate(data)
+        # A JSON body is typed (file rows, validated by the same function, are not).
+        typed = json_type_errors(self.fields, data)
+        if typed:
+            errors = [error for error in errors if error.field not in typed]
+            errors += [FieldError(name, str(d[0].code), str(d[0])) for name, d in typed.items()]
         if errors:
             raise_field_errors(errors)
         return clean
@@ -67,7 +73,7 @@ class PlainValidatedInput(StrictInput):
         "additionalProperties": {
             "nullable": True,
             "anyOf": [
-                {"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT},
+                {"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT, "pattern": "^[^\\u0000]*$"},
                 {"type": "number"},
                 {"type": "boolean"},
             ],
@@ -126,7 +132,7 @@ class _LeadFieldsInput(PlainValidatedInput):
     external_id = serializers.CharField(
         max_length=_max("external_id"), required=False, allow_null=True
     )
-    email = serializers.CharField(
+    email = serializers.EmailField(
         max_length=_max("email"),
         required=False,
         allow_null=True,
@@ -150,6 +156,14 @@ class _LeadFieldsInput(PlainValidatedInput):
 
 
 class LeadCreateInput(_LeadFieldsInput):
+    # At least one of email and phone, and not as null.
+    openapi_constraints = {
+        "anyOf": [
+            {"required": [name], "properties": {name: {"type": "string"}}}
+            for name in ("email", "phone")
+        ]
+    }
+
     consents = serializers.ListField(
         child=ConsentRecordInput(), required=False, max_length=MAX_CONSENTS_PER_REQUEST
     )
@@ -161,6 +175,14 @@ class LeadCreateInput(_LeadFieldsInput):
 class LeadUpdateInput(_LeadFieldsInput):
     """Contact fields only; every field optional, `null` clears an optional one."""
 
+    # A lead keeps at least one of email and phone: both cannot be cleared at once.
+    openapi_constraints = {
+        "not": {
+            "required": ["email", "phone"],
+            "properties": {name: {"nullable": True, "enum": [None]} for name in ("email", "phone")},
+        }
+    }
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
@@ -171,7 +193,7 @@ class LeadUpdateInput(_LeadFieldsInput):
         return lead_row_validate(data, partial=True, default_country=lead.country)
 
 
-class LeadOutput(serializers.ModelSerializer):
+class LeadOutput(FixedFieldsOutput, serializers.ModelSerializer):
     attributes = AttributesField()
 
     class Meta:

@@ -8,6 +8,7 @@ from consent.models import CONSENT_SCOPES
 from gtm_api.appointment_serializers import AppointmentOutput
 from gtm_api.models import Stage
 from gtm_api.payment_serializers import PaymentOutput
+from neuronx.serializers import FixedFieldsOutput
 
 
 class FactorOutput(serializers.Serializer):
@@ -61,7 +62,7 @@ class ConsentSummaryOutput(serializers.Serializer):
         return {scope: instance[scope].state for scope in CONSENT_SCOPES}
 
 
-class LeadStatusOutput(serializers.Serializer):
+class LeadStatusOutput(FixedFieldsOutput):
     lead_id = serializers.CharField(source="lead.id")
     stage = serializers.ChoiceField(choices=Stage.choices, source="lead.stage")
     score = serializers.IntegerField(allow_null=True, source="lead.score")

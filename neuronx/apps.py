@@ -6,4 +6,5 @@ class NeuronxConfig(AppConfig):
     verbose_name = "NeuronX platform kernel"
 
     def ready(self) -> None:
-        from neuronx import checks, schema  # noqa: F401  (registers system checks and extensions)
+        # Registers system checks, schema extensions and the API key cache's signal receivers.
+        from neuronx import checks, schema, tenancy  # noqa: F401

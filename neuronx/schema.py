@@ -1,14 +1,17 @@
 """OpenAPI generation: the per-operation contract, problem responses and the security scheme."""
 
+import copy
 from collections import defaultdict
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from rest_framework import serializers
 
 from neuronx.errors import CATALOG
 from neuronx.idempotency import HEADER as IDEMPOTENCY_HEADER
 from neuronx.operations import operation_of
+from neuronx.serializers import StrictInput
 
 EXTENSION = "x-neuronx-operation"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -30,7 +33,36 @@ _RESPONSE_HEADERS = {
 }
 
 
+# What DRF's CharField accepts: never a NUL character, and (unless blank is allowed) at least
+# one character that is not whitespace, because the value is trimmed before it is checked.
+TEXT_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+BLANK_TEXT_PATTERN = "^[^\\u0000]*$"
+
+
 class OperationAutoSchema(AutoSchema):
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> Any:
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction != "request":
+            return schema
+        for name, field in serializer.fields.items():
+            prop = schema["properties"].get(name)
+            if not isinstance(prop, dict):
+                continue
+            if isinstance(field, serializers.ListField) and not field.allow_empty:
+                prop.setdefault("minItems", 1)
+            if (
+                isinstance(field, serializers.CharField)
+                and prop.get("type") == "string"
+                and not {"enum", "format", "pattern"} & set(prop)
+            ):
+                trimmed = field.trim_whitespace and not field.allow_blank
+                prop["pattern"] = TEXT_PATTERN if trimmed else BLANK_TEXT_PATTERN
+        if isinstance(serializer, StrictInput):
+            # Unknown fields are a 422, not silently dropped.
+            schema["additionalProperties"] = False
+            schema.update(copy.deepcopy(getattr(serializer, "openapi_constraints", {})))
+        return schema
+
     def get_operation(
         self, path: str, path_regex: str, path_prefix: str, method: str, registry: Any
     ) -> dict[str, Any] | None:
@@ -140,15 +172,53 @@ def _example(code: str) -> dict[str, Any]:
     return example
 
 
+# Links between operations that are not "the created resource's own path": where the id an
+# operation answers with is the input of a next step of the lifecycle.
+_FLOW_LINKS: tuple[tuple[str, str, str, dict[str, str], dict[str, str] | None], ...] = (
+    # (from operationId, status, to operationId, parameters, requestBody)
+    ("leads_qualify", "200", "leads_route", {"id": "$response.body#/lead_id"}, None),
+    ("leads_route", "200", "appointments_create", {}, {"lead_id": "$response.body#/lead_id"}),
+    ("leads_route", "200", "payments_create", {}, {"lead_id": "$response.body#/lead_id"}),
+    (
+        "appointments_create",
+        "201",
+        "payments_create",
+        {},
+        {"lead_id": "$response.body#/lead_id", "appointment_id": "$response.body#/id"},
+    ),
+    *(
+        (
+            "webhook_subscriptions_test",
+            "202",
+            target,
+            {"id": "$response.body#/subscription_id", "delivery_id": "$response.body#/id"},
+            None,
+        )
+        for target in (
+            "webhook_subscriptions_deliveries_retrieve",
+            "webhook_subscriptions_deliveries_redeliver",
+        )
+    ),
+)
+
+
 def _add_links(paths: dict[str, Any]) -> None:
-    """Link each create (201 with an `id`) to the operations on the created resource's path."""
+    """Link each create (201, or 202 for a job, with an `id`) to the operations on the created
+    resource's path, and each lifecycle step to the next (`_FLOW_LINKS`)."""
+    by_id = {
+        operation["operationId"]: (path, method, operation)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
     for path, operations in paths.items():
-        created = operations.get("post", {}).get("responses", {}).get("201")
+        responses = operations.get("post", {}).get("responses", {})
+        created = responses.get("201") or responses.get("202")
         if created is None or "{" in path:
             continue
         links = {}
         for sub_path, sub_operations in paths.items():
-            if not sub_path.startswith(f"{path}/{{id}}"):
+            # Only paths whose one parameter is the created resource's id.
+            if not sub_path.startswith(f"{path}/{{id}}") or sub_path.count("{") > 1:
                 continue
             for method, sub_operation in sub_operations.items():
                 links[sub_operation["operationId"]] = {
@@ -158,10 +228,49 @@ def _add_links(paths: dict[str, Any]) -> None:
                 }
         if links:
             created["links"] = links
+    for source, status, target, parameters, body in _FLOW_LINKS:
+        if source not in by_id or target not in by_id:
+            continue
+        response = by_id[source][2]["responses"].get(status)
+        if response is None:
+            continue
+        target_path, target_method, _ = by_id[target]
+        link: dict[str, Any] = {
+            "operationId": target,
+            "description": f"{target_method.upper()} {target_path} with the ids answered here.",
+        }
+        if parameters:
+            link["parameters"] = parameters
+        if body is not None:
+            link["requestBody"] = body
+        response.setdefault("links", {})[target] = link
+
+
+def _requires_content(schema: dict[str, Any], components: dict[str, Any]) -> bool:
+    if "$ref" in schema:
+        return _requires_content(components[schema["$ref"].rsplit("/", 1)[1]], components)
+    if schema.get("required") or schema.get("minProperties", 0) > 0:
+        return True
+    alternatives = schema.get("oneOf") or schema.get("anyOf") or []
+    return bool(alternatives) and all(
+        _requires_content(alternative, components) for alternative in alternatives
+    )
+
+
+def _mark_required_bodies(paths: dict[str, Any], components: dict[str, Any]) -> None:
+    """A body that must name at least one field cannot be left out: say so."""
+    for operations in paths.values():
+        for operation in operations.values():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if body and all(
+                _requires_content(media["schema"], components) for media in body["content"].values()
+            ):
+                body["required"] = True
 
 
 def postprocess_problem_components(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     _add_links(result.get("paths", {}))
+    _mark_required_bodies(result.get("paths", {}), result.get("components", {}).get("schemas", {}))
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = {
         "type": "object",

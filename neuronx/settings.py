@@ -102,7 +102,11 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'neuronx.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        # Connections are kept between requests (a new PostgreSQL connection costs more than
+        # most requests) and checked before a request reuses one, so one the database has
+        # dropped is replaced first. The embedded SQLite setup opens its file per request.
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0 if EMBEDDED else 60),
+        conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -245,6 +249,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("WEBHOOK_SWEEP_INTERVAL_SECONDS", 60)),
     },
 }
+
+# Active API keys (with their tenant) are kept this long in the shared cache, so requests need
+# no query to authenticate; any change to a key or a tenant takes effect on the next request.
+# 0 looks every key up in the database.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60)
 
 IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 24)
 # An in-flight claim older than this is taken to belong to a crashed worker and may be retaken.

@@ -2,16 +2,24 @@
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from neuronx.models import RATE_CLASSES, SCOPES, ApiKey, Tenant
+
+logger = logging.getLogger("neuronx.tenancy")
 
 KEY_PREFIX = "nxk"
 _KEY_SHAPE = re.compile(rf"^{KEY_PREFIX}_([a-z0-9]{{12}})_([A-Za-z0-9]{{40}})$")
@@ -89,18 +97,92 @@ def api_key_create(
 
 
 def api_key_authenticate(*, plaintext: str) -> ApiKey | None:
-    """The active key matching `plaintext`, found by prefix and compared in constant time."""
+    """The active key matching `plaintext`, found by prefix and compared in constant time.
+
+    Active keys are kept in the shared cache (`API_KEY_CACHE_SECONDS`); a revocation, or any
+    other change to a key or its tenant, takes effect on the next request all the same.
+    """
     match = _KEY_SHAPE.match(plaintext)
     if match is None:
         return None
-    api_key = (
-        ApiKey.objects.select_related("tenant")
-        .filter(prefix=match.group(1), revoked_at__isnull=True)
-        .first()
-    )
-    if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash_key(plaintext)):
+    prefix = match.group(1)
+    api_key = _api_key_cached(prefix)
+    if api_key is None:
+        looked_up = time.monotonic()
+        try:
+            api_key = ApiKey.objects.select_related("tenant").get(
+                prefix=prefix, revoked_at__isnull=True
+            )
+        except ApiKey.DoesNotExist:
+            return None
+        _api_key_cache_add(api_key, looked_up)
+    if not hmac.compare_digest(api_key.key_hash, _hash_key(plaintext)):
         return None
     return api_key
+
+
+# -- the API key cache -----------------------------------------------------------------------
+#
+# Entries are only ever *added*, never overwritten. A change to a key or a tenant replaces the
+# entries concerned with a tombstone, at once and again when it commits, so a request that read
+# the key before the change cannot cache what it read: its add finds the tombstone (it gives up
+# when its own read is older than half the tombstone's lifetime). Without a cache (it is down)
+# every key is looked up in the database.
+
+_TOMBSTONE = "changed"
+
+
+def _api_key_cache_key(prefix: str) -> str:
+    return f"neuronx:api-key:{prefix}"
+
+
+def _api_key_cached(prefix: str) -> ApiKey | None:
+    if settings.API_KEY_CACHE_SECONDS <= 0:
+        return None
+    try:
+        entry = cache.get(_api_key_cache_key(prefix))
+    except Exception:
+        logger.warning("API key cache unavailable; looking keys up in the database", exc_info=True)
+        return None
+    return entry if isinstance(entry, ApiKey) else None
+
+
+def _api_key_cache_add(api_key: ApiKey, looked_up: float) -> None:
+    lifetime = settings.API_KEY_CACHE_SECONDS
+    if lifetime <= 0 or time.monotonic() - looked_up > lifetime / 2:
+        return
+    try:
+        cache.add(_api_key_cache_key(api_key.prefix), api_key, timeout=lifetime)
+    except Exception:
+        logger.warning("API key cache unavailable; key not cached", exc_info=True)
+
+
+def _api_key_cache_forget(prefixes: list[str]) -> None:
+    if settings.API_KEY_CACHE_SECONDS <= 0 or not prefixes:
+        return
+    tombstones = {_api_key_cache_key(prefix): _TOMBSTONE for prefix in prefixes}
+
+    def bury() -> None:
+        try:
+            cache.set_many(tombstones, timeout=settings.API_KEY_CACHE_SECONDS)
+        except Exception:
+            logger.warning("API key cache unavailable; entries not replaced", exc_info=True)
+
+    bury()
+    transaction.on_commit(bury)
+
+
+@receiver([post_save, post_delete], sender=ApiKey)
+def _api_key_changed(sender: type, instance: ApiKey, created: bool = False, **kwargs: Any) -> None:
+    if not created:
+        _api_key_cache_forget([instance.prefix])
+
+
+@receiver([post_save, post_delete], sender=Tenant)
+def _tenant_changed(sender: type, instance: Tenant, created: bool = False, **kwargs: Any) -> None:
+    if not created:
+        prefixes = ApiKey.objects.filter(tenant_id=instance.pk).values_list("prefix", flat=True)
+        _api_key_cache_forget(list(prefixes))
 
 
 @transaction.atomic

@@ -75,6 +75,14 @@ class AppointmentViewSet(ApiViewSet):
         parameters=[APPOINTMENT_ID],
         request=AppointmentUpdateInput,
         responses={200: AppointmentOutput},
+        examples=[
+            OpenApiExample(
+                "Reschedule",
+                request_only=True,
+                value={"starts_at": "2026-12-04T10:00:00Z", "ends_at": "2026-12-04T10:45:00Z"},
+            ),
+            OpenApiExample("Record the outcome", request_only=True, value={"status": "completed"}),
+        ],
         tags=["Appointments"],
     )
     @operation(

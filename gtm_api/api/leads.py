@@ -124,6 +124,13 @@ class LeadViewSet(ApiViewSet):
         parameters=[LEAD_ID],
         request=LeadUpdateInput,
         responses={200: LeadOutput},
+        examples=[
+            OpenApiExample(
+                "A new job title and a national phone number",
+                request_only=True,
+                value={"job_title": "CTO", "phone": "030 901820", "country": "DE"},
+            )
+        ],
         tags=["Leads"],
     )
     @operation(

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from gtm_api.models import Lead
 from neuronx import errors
@@ -9,13 +9,11 @@ from neuronx.models import Tenant
 
 def lead_get(*, tenant: Tenant, lead_id: str, for_update: bool = False) -> Lead:
     """The tenant's lead, or `not_found` (another tenant's lead is indistinguishable from none)."""
-    leads = Lead.objects.filter(tenant=tenant)
-    if for_update:
-        leads = leads.select_for_update()
-    lead = leads.filter(pk=lead_id).first()
-    if lead is None:
-        raise errors.NotFound(f"No lead {lead_id!r}.")
-    return lead
+    leads = Lead.objects.select_for_update() if for_update else Lead.objects.all()
+    try:
+        return leads.get(tenant_id=tenant.pk, pk=lead_id)
+    except Lead.DoesNotExist:
+        raise errors.NotFound(f"No lead {lead_id!r}.") from None
 
 
 def lead_list(
@@ -27,7 +25,7 @@ def lead_list(
     created_after: datetime | None = None,
     updated_after: datetime | None = None,
 ) -> QuerySet[Lead]:
-    leads = Lead.objects.filter(tenant=tenant)
+    leads = Lead.objects.filter(tenant_id=tenant.pk)
     if email is not None:
         leads = leads.filter(email=email)
     if external_id is not None:
@@ -45,13 +43,19 @@ def lead_find_duplicate(
     *, tenant: Tenant, email: str | None, external_id: str | None, exclude_id: str | None = None
 ) -> Lead | None:
     """An existing lead sharing `external_id` or `email`, matched in that order."""
-    leads = Lead.objects.filter(tenant=tenant)
+    match = Q()
+    if external_id is not None:
+        match |= Q(external_id=external_id)
+    if email is not None:
+        match |= Q(email=email)
+    if not match:
+        return None
+    leads = Lead.objects.filter(match, tenant_id=tenant.pk)
     if exclude_id:
         leads = leads.exclude(pk=exclude_id)
-    if external_id is not None:
-        match = leads.filter(external_id=external_id).first()
-        if match is not None:
-            return match
-    if email is not None:
-        return leads.filter(email=email).first()
-    return None
+    # One query: each key is unique per tenant, so at most one lead matches each.
+    found = list(leads[:2])
+    for lead in found:
+        if external_id is not None and lead.external_id == external_id:
+            return lead
+    return found[0] if found else None

@@ -134,6 +134,14 @@ class WebhookSubscriptionViewSet(ApiViewSet):
         parameters=[SUBSCRIPTION_ID],
         request=WebhookSubscriptionUpdateInput,
         responses={200: WebhookSubscriptionOutput},
+        examples=[
+            OpenApiExample(
+                "Lead events only",
+                request_only=True,
+                value={"event_types": ["lead.created", "lead.updated"], "description": "CRM sync"},
+            ),
+            OpenApiExample("Pause", request_only=True, value={"is_active": False}),
+        ],
         tags=TAGS,
     )
     @operation(
@@ -181,6 +189,13 @@ class WebhookSubscriptionViewSet(ApiViewSet):
         parameters=[SUBSCRIPTION_ID],
         request=WebhookRotateSecretInput,
         responses={200: WebhookSubscriptionSecretOutput},
+        examples=[
+            OpenApiExample(
+                "Keep the old secret for one hour",
+                request_only=True,
+                value={"overlap_seconds": 3600},
+            )
+        ],
         tags=TAGS,
     )
     @operation(

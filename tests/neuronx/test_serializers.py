@@ -1,0 +1,144 @@
+"""Outputs with fields built once render exactly what DRF's own rendering gives."""
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+from rest_framework import serializers
+
+from gtm_api.models import Lead
+from gtm_api.selectors.status import lead_status
+from gtm_api.serializers import LeadOutput
+from gtm_api.services.payments import payment_verify
+from gtm_api.status_serializers import LeadStatusOutput
+from neuronx.context import Actor
+from neuronx.serializers import FixedFieldsOutput
+from tests.factories import ConsentRecordFactory, LeadFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def drf_rendering(serializer: serializers.Serializer, instance: Any) -> Any:
+    """What `Serializer.to_representation` gives: every field built for this one instance."""
+    return serializers.Serializer.to_representation(serializer, instance)
+
+
+def test_lead_output_matches_drf_field_for_field() -> None:
+    full = LeadFactory(
+        external_id="crm-1",
+        phone="+442079460958",
+        company="Analytical Engines Ltd",
+        job_title="VP Engineering",
+        country="GB",
+        attributes={"utm_campaign": "spring", "employees": 120, "vip": True, "note": "Zoë"},
+        score=87,
+        owner="ada",
+        stage="routed",
+    )
+    sparse = LeadFactory(email=None, phone="+4930901820")
+    for lead in Lead.objects.filter(pk__in=[full.pk, sparse.pk]):
+        assert LeadOutput(lead).data == drf_rendering(LeadOutput(), lead)
+    leads = list(Lead.objects.order_by("id"))
+    assert LeadOutput(leads, many=True).data == [drf_rendering(LeadOutput(), x) for x in leads]
+    assert LeadOutput(full).data["created_at"].endswith("Z")
+
+
+class Thing:
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def label(self) -> str:
+        return f"thing {self.name}"
+
+
+class ThingOutput(FixedFieldsOutput):
+    name = serializers.CharField()
+    count = serializers.IntegerField()
+    ratio = serializers.FloatField()
+    ok = serializers.BooleanField()
+    at = serializers.DateTimeField()
+    optional = serializers.CharField(required=False)
+    fallback = serializers.CharField(default="none")
+    nullable = serializers.CharField(allow_null=True)
+    label = serializers.CharField()  # a method: DRF calls it
+    owner_name = serializers.CharField(source="owner.name", allow_null=True)
+    raw = serializers.ReadOnlyField()
+    secret = serializers.CharField(write_only=True)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {
+            "name": "a",
+            "count": 3,
+            "ratio": 0.5,
+            "ok": True,
+            "at": dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC),
+            "optional": "here",
+            "fallback": "set",
+            "nullable": None,
+            "owner": Thing(name="ada"),
+            "raw": {"k": [1, 2]},
+            "secret": "s",
+        },
+        {  # other types than the field's, another zone, attributes missing
+            "name": 12,
+            "count": "7",
+            "ratio": 1,
+            "ok": 1,
+            "at": dt.datetime(2026, 11, 28, 9, 30, 0, 123456, tzinfo=ZoneInfo("Europe/Berlin")),
+            "owner": None,
+            "nullable": "x",
+            "raw": None,
+        },
+        {  # a naive timestamp (made aware in the current zone), a year below 1000
+            "name": "b",
+            "count": 0,
+            "ratio": 0.0,
+            "ok": False,
+            "at": dt.datetime(999, 1, 2, 3, 4, 5),
+            "owner": Thing(name=None),
+            "nullable": None,
+            "raw": 0,
+        },
+    ],
+)
+def test_fixed_fields_follow_drf_rules_for_every_kind_of_field(values: dict[str, Any]) -> None:
+    for instance in (Thing(**values), {**values, "label": "from a mapping"}):
+        assert ThingOutput(instance).data == drf_rendering(ThingOutput(), instance)
+
+
+def test_a_missing_required_attribute_fails_as_in_drf() -> None:
+    instance = Thing(name="a", count=1, ratio=1.0, ok=True, nullable=None, owner=None, raw=1)
+    with pytest.raises(AttributeError):
+        drf_rendering(ThingOutput(), instance)
+    with pytest.raises(AttributeError):
+        ThingOutput(instance).data
+
+
+def test_status_output_matches_drf(alice: Any) -> None:
+    lead = LeadFactory(tenant=alice.tenant, stage="routed", owner="ada")
+    for scope in ("contact.email", "payment.processing"):
+        ConsentRecordFactory(lead=lead, scope=scope)
+    soon = timezone.now() + dt.timedelta(days=1)
+    alice.post(
+        "/v1/appointments",
+        {
+            "lead_id": lead.id,
+            "starts_at": soon.isoformat(),
+            "ends_at": (soon + dt.timedelta(hours=1)).isoformat(),
+            "timezone": "UTC",
+            "channel": "video",
+        },
+    )
+    payment = alice.post("/v1/payments", {"lead_id": lead.id, "amount": 1000, "currency": "USD"})
+    payment_verify(actor=Actor.system(alice.tenant, "test"), payment_id=payment.json()["id"])
+
+    status = lead_status(tenant=alice.tenant, lead_id=lead.id)
+    rendered = LeadStatusOutput(status).data
+    assert rendered == drf_rendering(LeadStatusOutput(), status)
+    assert rendered["appointments"] and rendered["payments"] and rendered["history"]
+    assert rendered["boundary"]["case_opened_at"].endswith("Z")
