@@ -59,16 +59,16 @@ _SAME_TYPE, _AS_IS, _TIMESTAMP, _GENERIC = object(), object(), object(), object(
 
 
 class FixedFieldsOutput(serializers.Serializer):
-    """An output serializer whose fields are built once per class instead of per instance.
-
-    DRF builds (and, for a ModelSerializer, introspects the model for) every field of every
-    serializer instance, which costs more than rendering a small object; rendering then goes
-    through generic per-field lookups. The fields of an output that reads no `context` and
-    does not change its fields per instance are built once here, bound to a context-free
-    instance, and rendered with `Serializer.to_representation`'s rules: the same value for
-    every field, with shortcuts for plain attributes, strings, integers, booleans and
-    timestamps.
-    """
+    # The OpenAPI generator reads a serializer's docstring (inherited ones included) as the
+    # public description of its component, so this explanation is a comment.
+    #
+    # An output serializer whose fields are built once per class instead of per instance.
+    # DRF builds (and, for a ModelSerializer, introspects the model for) every field of every
+    # serializer instance, which costs more than rendering a small object; rendering then goes
+    # through generic per-field lookups. The fields of an output that reads no `context` and does
+    # not change its fields per instance are built once here, bound to a context-free instance, and
+    # rendered with `Serializer.to_representation`'s rules: the same value for every field, with
+    # shortcuts for plain attributes, strings, integers, booleans and timestamps.
 
     _plan: tuple[_Planned, ...] = ()
     _plan_for: type | None = None
