@@ -3,7 +3,7 @@
 Files are read as bytes from the storage API and decoded here, so a row with bytes that are not
 UTF-8 is one row error (`invalid_encoding`), not a failed file. Problems with the file as a whole
 (empty, a header naming unknown columns, UTF-16, a line too long to be a lead) raise
-`FileRejected`; they are found by the first pass over the file (`records_count`), before any row
+`FileRejected`; they are found by the first pass over the file (`records_index`), before any row
 is written.
 
 Rows are numbered from 1 in file order, counting records only: for a CSV the first row after
@@ -94,8 +94,8 @@ def encoding_check(head: bytes) -> None:
         )
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """Physical lines, each at most MAX_LINE_BYTES."""
+def _lines(stream: IO[bytes], offset: list[int] | None = None) -> Iterator[bytes]:
+    """Physical lines, each at most MAX_LINE_BYTES; `offset[0]` counts the bytes handed out."""
     number = 0
     while True:
         line = stream.readline(MAX_LINE_BYTES + 1)
@@ -107,12 +107,14 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
                 "line_too_long",
                 f"Line {number} is longer than {MAX_LINE_BYTES} bytes: this is not a lead file.",
             )
+        if offset is not None:
+            offset[0] += len(line)
         yield line
 
 
-def _decoded(lines: Iterable[bytes]) -> Iterator[str]:
+def _decoded(lines: Iterable[bytes], *, first: bool = True) -> Iterator[str]:
     # Undecodable bytes survive as lone surrogates and are reported per row (`_bad_encoding`).
-    first = True
+    # Only the file's first line may start with a byte order mark.
     for line in lines:
         if first:
             line = line.removeprefix(_UTF8_BOM)
@@ -182,28 +184,39 @@ def csv_header(names: list[str]) -> CsvHeader:
     return CsvHeader(names=cleaned, plan=plan)
 
 
-def _csv_rows(stream: IO[bytes]) -> Iterator[list[str]]:
+def _csv_rows(
+    stream: IO[bytes], offset: list[int] | None = None, *, first: bool = True
+) -> Iterator[list[str]]:
+    # The reader asks for a line only when the record needs one, so after each record
+    # `offset[0]` is where the next one starts.
     try:
-        yield from csv.reader(_decoded(_lines(stream)), strict=False)
+        yield from csv.reader(_decoded(_lines(stream, offset), first=first), strict=False)
     except csv.Error as exc:
         raise FileRejected("malformed_file", f"The file is not readable as CSV: {exc}.") from None
 
 
-def _numbered(rows: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-    """Data rows with their numbers; blank lines are skipped and not counted."""
-    number = 0
+def _blank(values: list[str]) -> bool:
+    return not values or (len(values) == 1 and not values[0].strip())
+
+
+def _numbered(rows: Iterator[list[str]], number: int = 1) -> Iterator[tuple[int, list[str]]]:
+    """Data rows with their numbers (from `number`); blank lines are skipped and not counted."""
+    number -= 1
     for values in rows:
-        if not values or (len(values) == 1 and not values[0].strip()):
+        if _blank(values):
             continue
         number += 1
         yield number, values
 
 
-def _csv_records(stream: IO[bytes]) -> Iterator[Record]:
+def _csv_records(stream: IO[bytes], offset: int = 0, first_row: int = 1) -> Iterator[Record]:
     rows = _csv_rows(stream)
     header = csv_header(next(rows, []))
+    if offset:
+        stream.seek(offset)
+        rows = _csv_rows(stream, first=False)
     width = len(header.names)
-    for number, values in _numbered(rows):
+    for number, values in _numbered(rows, first_row):
         if len(values) != width:
             message = f"The row has {len(values)} values; the header has {width} columns."
             yield Record(number, {}, [FieldError("", "ragged_row", message)])
@@ -231,7 +244,7 @@ def _csv_record(number: int, values: list[str], header: CsvHeader) -> Record:
             attributes[name] = value
         else:
             try:
-                data[name] = json.loads(value)
+                data[name] = _json(value)
             except ValueError:
                 errors.append(FieldError(name, "invalid_json", f"The {name} cell is not JSON."))
     if attributes is not None:
@@ -243,15 +256,23 @@ def _csv_record(number: int, values: list[str], header: CsvHeader) -> Record:
 # -- NDJSON -------------------------------------------------------------------------------------
 
 
-def _ndjson_records(stream: IO[bytes]) -> Iterator[Record]:
-    number = 0
-    first = True
-    for raw in _lines(stream):
+def _ndjson_lines(
+    stream: IO[bytes], offset: list[int] | None = None, *, first: bool = True
+) -> Iterator[bytes]:
+    """The lines that are records: blank lines are skipped and not counted."""
+    for raw in _lines(stream, offset):
         if first:
             raw = raw.removeprefix(_UTF8_BOM)
             first = False
-        if not raw.strip():
-            continue
+        if raw.strip():
+            yield raw
+
+
+def _ndjson_records(stream: IO[bytes], offset: int = 0, first_row: int = 1) -> Iterator[Record]:
+    if offset:
+        stream.seek(offset)
+    number = first_row - 1
+    for raw in _ndjson_lines(stream, first=not offset):
         number += 1
         try:
             text = raw.decode("utf-8")
@@ -261,7 +282,7 @@ def _ndjson_records(stream: IO[bytes]) -> Iterator[Record]:
             )
             continue
         try:
-            data = json.loads(text)
+            data = _json(text)
         except ValueError as exc:
             yield Record(number, {}, [FieldError("", "malformed_row", f"Not valid JSON: {exc}.")])
             continue
@@ -273,6 +294,15 @@ def _ndjson_records(stream: IO[bytes]) -> Iterator[Record]:
             )
             continue
         yield Record(number, data)
+
+
+def _json(text: str) -> Any:
+    """JSON as the API reads a request body: NaN and Infinity are not JSON (nor storable)."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"Out of range float values are not JSON compliant: {name}")
 
 
 # -- entry points -------------------------------------------------------------------------------
@@ -292,37 +322,61 @@ def _start(stream: IO[bytes]) -> bytes:
     return head
 
 
-def records_read(stream: IO[bytes], *, fmt: str) -> Iterator[Record]:
-    """Every record of the file in order. Raises `FileRejected` for a problem with the file."""
+def records_read(
+    stream: IO[bytes], *, fmt: str, offset: int = 0, first_row: int = 1
+) -> Iterator[Record]:
+    """Every record of the file in order, or from the byte `offset` where row `first_row`
+    starts (one of a `FileIndex`'s `starts`). Raises `FileRejected` for a problem with the
+    file."""
     _start(stream)
     if fmt == "csv":
-        return _csv_records(stream)
-    return _ndjson_records(stream)
+        return _csv_records(stream, offset, first_row)
+    return _ndjson_records(stream, offset, first_row)
 
 
-def records_count(stream: IO[bytes], *, fmt: str, limit: int) -> int:
-    """The first, structural pass over the whole file: how many records it has (≤ `limit`).
+@dataclass(frozen=True)
+class FileIndex:
+    """How many records a file has, and where every `span` of them starts: parts of the file
+    can then be read, and validated, apart from each other."""
+
+    rows: int
+    span: int
+    # The byte offsets of rows 1, span + 1, 2 × span + 1, …
+    starts: list[int]
+
+
+def records_index(stream: IO[bytes], *, fmt: str, limit: int, span: int) -> FileIndex:
+    """The first, structural pass over the whole file: how many records it has (≤ `limit`),
+    and where each part of `span` records starts.
 
     Reads every line (so a line too long or a broken file is found before any row is written)
     but builds no record.
     """
     _start(stream)
+    offset = [0]
+    ends: Iterable[Any]
     if fmt == "csv":
-        rows = _csv_rows(stream)
+        rows = _csv_rows(stream, offset)
         csv_header(next(rows, []))
-        numbered: Iterable[Any] = _numbered(rows)
+        # A record starts where the previous one (or the blank lines after it) ended.
+        ends = (None for values in rows if not _blank(values))
     else:
-        numbered = (line for line in _lines(stream) if line.strip(_BLANK))
+        ends = _ndjson_lines(stream, offset)
+    starts = []
     count = 0
-    for _ in numbered:
+    start = offset[0]
+    for _ in ends:
+        if count % span == 0:
+            starts.append(start)
         count += 1
         if count > limit:
             raise FileRejected(
                 "too_many_rows", f"The file has more than {limit} rows; split it into several."
             )
+        start = offset[0]
     if count == 0:
         raise FileRejected("empty_file", "The file has no rows.")
-    return count
+    return FileIndex(rows=count, span=span, starts=starts)
 
 
 def header_check(stream: IO[bytes], *, fmt: str) -> None:

@@ -571,29 +571,6 @@ def test_rows_validated_in_a_child_process_give_the_same_outcome(alice, run_task
     assert [row for row, _, _ in row_errors(alice, done["id"])] == [2, 3, 4, 5, 6, 7, 7, 8, 10, 10]
 
 
-def test_a_validating_child_that_dies_fails_the_job_cleanly(
-    alice, run_tasks, settings, monkeypatch
-):
-    import os
-
-    from gtm_api.services import imports_validation
-
-    settings.LEAD_IMPORT_PARALLEL_MIN_ROWS = 1
-    real = imports_validation.lead_row_validate
-
-    def dies_on_the_third_row(data, **kwargs):
-        if data.get("external_id") == "crm-3":
-            os._exit(1)  # only ever runs in the forked child
-        return real(data, **kwargs)
-
-    monkeypatch.setattr(imports_validation, "lead_row_validate", dies_on_the_third_row)
-    with run_tasks():
-        response = upload(alice, DIRTY)
-    done = job(alice, response)
-    assert (done["status"], done["error"]["code"]) == ("failed", "internal_error")
-    assert done["counts"]["created"] == 0
-
-
 def test_a_broken_multipart_body_is_400(alice):
     response = alice.post(
         "/v1/lead-imports", raw=b"--x\r\nnot a part", content_type="multipart/form-data"
