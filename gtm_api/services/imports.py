@@ -163,7 +163,12 @@ def _store(job: LeadImport, content: Any) -> None:
 def _enqueue(import_id: str) -> None:
     from gtm_api.tasks import lead_import_process
 
-    lead_import_process.delay(import_id)
+    try:
+        lead_import_process.delay(import_id)
+    except Exception:
+        # The broker is down: the job is committed as `queued`, and `lead_imports_recover`
+        # (celery beat) enqueues it again once the broker is back.
+        logger.warning("lead import not enqueued", extra={"import_id": import_id}, exc_info=True)
 
 
 # -- processing ---------------------------------------------------------------------------------
