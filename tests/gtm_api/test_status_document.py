@@ -92,6 +92,8 @@ def _rich_lead(tenant: Tenant, stage: str) -> Lead:
                 factors=[
                     {"name": "company_size", "points": 30 + i, "reason": "120 employees — Zoë"},
                     {"name": "title", "points": -5, "reason": 'VP "Engineering"\n'},
+                    # Not the shape scoring writes today: rendered by DRF's rules all the same.
+                    {"name": "legacy", "points": 2.5, "reason": None, "weight": 1},
                 ],
                 model_version="default-v3",
             )
@@ -205,6 +207,11 @@ def test_the_document_is_drfs_byte_for_byte_in_every_stage(alice: Any, leads: li
     tied = Qualification.objects.filter(lead_id=leads[-1].id, created_at=_at(1, 1))
     assert verified["qualification"]["score"] == max(tied, key=lambda q: q.id).score
     assert verified["qualification"]["qualified_at"] == "2026-03-01T10:30:00.120000Z"
+    assert verified["qualification"]["factors"][2] == {
+        "name": "legacy",
+        "points": 2,
+        "reason": None,
+    }
     assert verified["consent"] == {
         "contact.email": "granted",
         "contact.sms": "expired",
