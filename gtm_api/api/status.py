@@ -5,8 +5,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from gtm_api.selectors.status import lead_status
-from gtm_api.status_serializers import LeadStatusOutput
+from gtm_api.selectors.status import lead_status_rows
+from gtm_api.status_serializers import LeadStatusOutput, lead_status_document
 from neuronx.operations import read_operation
 from neuronx.views import ApiViewSet
 
@@ -25,4 +25,7 @@ class LeadStatusViewSet(ApiViewSet):
     @read_operation(errors=("not_found",))
     @action(detail=True, methods=["get"])
     def status(self, request: Request, pk: str) -> Response:
-        return Response(LeadStatusOutput(lead_status(tenant=self.actor.tenant, lead_id=pk)).data)
+        # The schema is `LeadStatusOutput`'s; the document is built from plain rows, as it
+        # would render them (see `lead_status_document`).
+        rows = lead_status_rows(tenant=self.actor.tenant, lead_id=pk)
+        return Response(lead_status_document(rows))
