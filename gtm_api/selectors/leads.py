@@ -4,16 +4,28 @@ from django.db.models import Q, QuerySet
 
 from gtm_api.models import Lead
 from neuronx import errors
+from neuronx.fixed_sql import FixedQuery
 from neuronx.models import Tenant
+
+# The lead read on every `GET /v1/leads/{id}` (and before most lead actions), compiled once.
+_LEAD_BY_ID = FixedQuery(
+    Lead,
+    ("tenant_id", "lead_id"),
+    lambda shape, p: Lead.objects.filter(tenant_id=p["tenant_id"], pk=p["lead_id"]),
+)
 
 
 def lead_get(*, tenant: Tenant, lead_id: str, for_update: bool = False) -> Lead:
     """The tenant's lead, or `not_found` (another tenant's lead is indistinguishable from none)."""
-    leads = Lead.objects.select_for_update() if for_update else Lead.objects.all()
-    try:
-        return leads.get(tenant_id=tenant.pk, pk=lead_id)
-    except Lead.DoesNotExist:
-        raise errors.NotFound(f"No lead {lead_id!r}.") from None
+    if for_update:
+        try:
+            return Lead.objects.select_for_update().get(tenant_id=tenant.pk, pk=lead_id)
+        except Lead.DoesNotExist:
+            raise errors.NotFound(f"No lead {lead_id!r}.") from None
+    found = _LEAD_BY_ID.instances(tenant_id=tenant.pk, lead_id=lead_id)
+    if not found:
+        raise errors.NotFound(f"No lead {lead_id!r}.")
+    return found[0]
 
 
 def lead_list(
