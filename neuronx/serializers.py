@@ -85,13 +85,17 @@ class FixedFieldsOutput(serializers.Serializer):
     def to_representation(self, instance: Any) -> Any:
         ret: dict[str, Any] = {}
         by_attribute = not isinstance(instance, Mapping)
+        by_key = type(instance) is dict  # rows read as plain dicts
         for field, name, attribute_name, kind, kind_arg in self._render_plan():
             attribute = _MISSING
-            if by_attribute and attribute_name is not None:
-                try:
-                    attribute = getattr(instance, attribute_name)
-                except Exception:
-                    attribute = _MISSING  # DRF's lookup decides: default, null, skip or error
+            if attribute_name is not None and (by_attribute or by_key):
+                if by_key:
+                    attribute = instance.get(attribute_name, _MISSING)
+                else:
+                    try:
+                        attribute = getattr(instance, attribute_name)
+                    except Exception:
+                        attribute = _MISSING  # DRF's lookup decides: default, null, skip or error
                 if callable(attribute):
                     attribute = _MISSING  # DRF calls simple callables
             if attribute is _MISSING:

@@ -10,10 +10,11 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.fields import empty
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
+from rest_framework.serializers import BaseSerializer, Serializer
 from rest_framework.viewsets import GenericViewSet
 
 from neuronx import errors
@@ -37,6 +38,20 @@ from neuronx.pagination import CursorPagination
 from neuronx.ratelimit import RateState, rate_consume
 
 FORM_MEDIA_TYPE = "multipart/form-data"
+
+_EMPTY_QUERY_VALID: dict[type, bool] = {}
+
+
+def _empty_query_is_valid(serializer_class: type[BaseSerializer]) -> bool:
+    """Whether no parameters at all validate to no filters: every field optional, without a
+    default, and no `validate` of the serializer's own."""
+    valid = _EMPTY_QUERY_VALID.get(serializer_class)
+    if valid is None:
+        fields = serializer_class().fields.values()  # type: ignore[attr-defined]
+        valid = _EMPTY_QUERY_VALID[serializer_class] = getattr(
+            serializer_class, "validate", None
+        ) is Serializer.validate and all(not f.required and f.default is empty for f in fields)
+    return valid
 
 
 class JsonOnlyNegotiation(BaseContentNegotiation):
@@ -241,6 +256,8 @@ class ApiViewSet(GenericViewSet):
         params = self.request.query_params.dict()
         for name in (CursorPagination.page_size_query_param, CursorPagination.cursor_query_param):
             params.pop(name, None)
+        if not params and _empty_query_is_valid(serializer_class):
+            return {}  # what the serializer would validate, without building it per request
         serializer = serializer_class(data=params)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
