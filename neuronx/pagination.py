@@ -17,12 +17,13 @@ DEFAULT_LIMIT = 50
 
 @dataclass(frozen=True)
 class FixedPages:
-    """The rows of `queryset`, newest id first, with a faster way to read a page of them:
+    """The rows of the queryset `orm()` builds, with a faster way to read a page of them:
     `fetch(descending=…, before=…, after=…, limit=…)` returns the rows of ids below `before`
     (or above `after`), in id order, as dicts of the attributes the queryset's instances have.
+    The queryset is only built when DRF's own path is taken.
     """
 
-    queryset: QuerySet[Any]
+    orm: Callable[[], QuerySet[Any]]
     fetch: Callable[..., list[dict[str, Any]]]
 
 
@@ -52,10 +53,12 @@ class CursorPagination(pagination.CursorPagination):
         a repeated position needs, take DRF's own path)."""
         if not isinstance(queryset, FixedPages):
             return super().paginate_queryset(queryset, request, view)
+        if getattr(view, "filter_backends", None):  # an ordering filter may reorder the rows
+            return super().paginate_queryset(queryset.orm(), request, view)
         self.request = request
         self.page_size = self.get_page_size(request)
         self.base_url = request.build_absolute_uri()
-        ordering: Any = self.get_ordering(request, queryset.queryset, view)
+        ordering: Any = self.get_ordering(request, None, view)
         self.ordering = ordering
         self.cursor = self.decode_cursor(request)
         current_position: Any
@@ -64,7 +67,7 @@ class CursorPagination(pagination.CursorPagination):
         else:
             (offset, reverse, current_position) = self.cursor
         if offset != 0 or ordering != ("-id",):
-            return super().paginate_queryset(queryset.queryset, request, view)
+            return super().paginate_queryset(queryset.orm(), request, view)
 
         # DRF orders by `-id`, or by `id` for a reverse cursor, and filters on the cursor's
         # position: below it (`id__lt`) when exactly one of the two is reversed.

@@ -41,6 +41,12 @@ def lead_list(
     updated_after: datetime | None = None,
 ) -> QuerySet[Lead] | FixedPages:
     """The tenant's leads; unfiltered, with their pages read by SQL compiled once."""
+    filters = (email, external_id, stage, created_after, updated_after)
+    if all(value is None for value in filters):
+        return FixedPages(
+            orm=partial(Lead.objects.filter, tenant_id=tenant.pk),
+            fetch=partial(_lead_page, tenant_id=tenant.pk),
+        )
     leads = Lead.objects.filter(tenant_id=tenant.pk)
     if email is not None:
         leads = leads.filter(email=email)
@@ -52,9 +58,6 @@ def lead_list(
         leads = leads.filter(created_at__gt=created_after)
     if updated_after is not None:
         leads = leads.filter(updated_at__gt=updated_after)
-    filters = (email, external_id, stage, created_after, updated_after)
-    if all(value is None for value in filters):
-        return FixedPages(queryset=leads, fetch=partial(_lead_page, tenant_id=tenant.pk))
     return leads
 
 
