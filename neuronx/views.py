@@ -36,6 +36,7 @@ from neuronx.models import ApiKey
 from neuronx.operations import Operation, operation_of
 from neuronx.pagination import CursorPagination
 from neuronx.ratelimit import RateState, rate_consume
+from neuronx.serializers import StrictQuery
 
 FORM_MEDIA_TYPE = "multipart/form-data"
 
@@ -43,14 +44,20 @@ _EMPTY_QUERY_VALID: dict[type, bool] = {}
 
 
 def _empty_query_is_valid(serializer_class: type[BaseSerializer]) -> bool:
-    """Whether no parameters at all validate to no filters: every field optional, without a
-    default, and no `validate` of the serializer's own."""
+    """Whether no parameters at all validate to no filters: a strict query whose fields are all
+    optional, without a default, and no validation of its own beyond its fields'."""
     valid = _EMPTY_QUERY_VALID.get(serializer_class)
     if valid is None:
         fields = serializer_class().fields.values()  # type: ignore[attr-defined]
-        valid = _EMPTY_QUERY_VALID[serializer_class] = getattr(
-            serializer_class, "validate", None
-        ) is Serializer.validate and all(not f.required and f.default is empty for f in fields)
+        own_validation = (
+            getattr(serializer_class, "validate", None) is not Serializer.validate
+            or getattr(serializer_class, "run_validation", None) is not Serializer.run_validation
+            or getattr(serializer_class, "to_internal_value", None)
+            is not StrictQuery.to_internal_value
+            or bool(getattr(getattr(serializer_class, "Meta", None), "validators", None))
+        )
+        valid = not own_validation and all(not f.required and f.default is empty for f in fields)
+        _EMPTY_QUERY_VALID[serializer_class] = valid
     return valid
 
 

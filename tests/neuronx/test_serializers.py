@@ -14,7 +14,8 @@ from gtm_api.serializers import ConsentRecordInput, LeadCreateInput, LeadOutput
 from gtm_api.services.payments import payment_verify
 from gtm_api.status_serializers import LeadStatusOutput
 from neuronx.context import Actor
-from neuronx.serializers import FixedFieldsOutput
+from neuronx.serializers import FixedFieldsOutput, StrictQuery
+from neuronx.views import _empty_query_is_valid
 from tests.factories import ConsentRecordFactory, LeadFactory
 
 pytestmark = pytest.mark.django_db
@@ -193,3 +194,26 @@ def test_fields_built_once_are_shared_and_hold_no_request() -> None:
     assert first.fields is second.fields
     assert all(field.parent not in (first, second) for field in first.fields.values())
     assert not hasattr(first.fields["email"].parent, "initial_data")
+
+
+def test_an_empty_query_skips_only_serializers_that_would_validate_it_to_nothing() -> None:
+    class Required(StrictQuery):
+        stage = serializers.CharField()
+
+    class Defaulted(StrictQuery):
+        stage = serializers.CharField(required=False, default="new")
+
+    class Validated(StrictQuery):
+        stage = serializers.CharField(required=False)
+
+        def validate(self, attrs: Any) -> Any:
+            raise serializers.ValidationError("Send a stage.")
+
+    class Plain(StrictQuery):
+        stage = serializers.CharField(required=False)
+
+    outcomes = [_outcome(cls, {}) for cls in (Required, Defaulted, Validated, Plain)]
+    assert outcomes[1] == {"stage": "new"} and outcomes[3] == {}
+    assert "stage" in outcomes[0] and "non_field_errors" in outcomes[2]
+    skipped = [_empty_query_is_valid(cls) for cls in (Required, Defaulted, Validated, Plain)]
+    assert skipped == [False, False, False, True]
