@@ -28,7 +28,7 @@ from gtm_api.lead_fields import (
 )
 from gtm_api.models import Lead, Stage
 from neuronx.json_types import json_type_errors
-from neuronx.serializers import FixedFieldsOutput, StrictInput, StrictQuery
+from neuronx.serializers import FieldsBuiltOnce, FixedFieldsOutput, StrictInput, StrictQuery
 
 __all__ = ["CLOCK_SKEW", "MAX_CONSENTS_PER_REQUEST"]  # re-exported: the docs quote them
 
@@ -96,7 +96,7 @@ class CountryField(serializers.CharField):
     pass
 
 
-class ConsentRecordInput(PlainValidatedInput):
+class ConsentRecordInput(FieldsBuiltOnce, PlainValidatedInput):
     scope = serializers.ChoiceField(choices=CONSENT_SCOPES)
     granted = serializers.BooleanField()
     captured_at = serializers.DateTimeField(help_text="When the consent was captured (RFC 3339).")
@@ -155,7 +155,7 @@ class _LeadFieldsInput(PlainValidatedInput):
     attributes = AttributesField(required=False)
 
 
-class LeadCreateInput(_LeadFieldsInput):
+class LeadCreateInput(FieldsBuiltOnce, _LeadFieldsInput):
     # At least one of email and phone, and not as null.
     openapi_constraints = {
         "anyOf": [

@@ -10,10 +10,11 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.fields import empty
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
+from rest_framework.serializers import BaseSerializer, Serializer
 from rest_framework.viewsets import GenericViewSet
 
 from neuronx import errors
@@ -35,8 +36,29 @@ from neuronx.models import ApiKey
 from neuronx.operations import Operation, operation_of
 from neuronx.pagination import CursorPagination
 from neuronx.ratelimit import RateState, rate_consume
+from neuronx.serializers import StrictQuery
 
 FORM_MEDIA_TYPE = "multipart/form-data"
+
+_EMPTY_QUERY_VALID: dict[type, bool] = {}
+
+
+def _empty_query_is_valid(serializer_class: type[BaseSerializer]) -> bool:
+    """Whether no parameters at all validate to no filters: a strict query whose fields are all
+    optional, without a default, and no validation of its own beyond its fields'."""
+    valid = _EMPTY_QUERY_VALID.get(serializer_class)
+    if valid is None:
+        fields = serializer_class().fields.values()  # type: ignore[attr-defined]
+        own_validation = (
+            getattr(serializer_class, "validate", None) is not Serializer.validate
+            or getattr(serializer_class, "run_validation", None) is not Serializer.run_validation
+            or getattr(serializer_class, "to_internal_value", None)
+            is not StrictQuery.to_internal_value
+            or bool(getattr(getattr(serializer_class, "Meta", None), "validators", None))
+        )
+        valid = not own_validation and all(not f.required and f.default is empty for f in fields)
+        _EMPTY_QUERY_VALID[serializer_class] = valid
+    return valid
 
 
 class JsonOnlyNegotiation(BaseContentNegotiation):
@@ -241,6 +263,8 @@ class ApiViewSet(GenericViewSet):
         params = self.request.query_params.dict()
         for name in (CursorPagination.page_size_query_param, CursorPagination.cursor_query_param):
             params.pop(name, None)
+        if not params and _empty_query_is_valid(serializer_class):
+            return {}  # what the serializer would validate, without building it per request
         serializer = serializer_class(data=params)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data

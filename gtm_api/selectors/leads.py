@@ -1,19 +1,34 @@
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 from django.db.models import Q, QuerySet
 
 from gtm_api.models import Lead
 from neuronx import errors
+from neuronx.fixed_sql import FixedQuery
 from neuronx.models import Tenant
+from neuronx.pagination import FixedPages
+
+# The lead read on every `GET /v1/leads/{id}` (and before most lead actions), compiled once.
+_LEAD_BY_ID = FixedQuery(
+    Lead,
+    ("tenant_id", "lead_id"),
+    lambda shape, p: Lead.objects.filter(tenant_id=p["tenant_id"], pk=p["lead_id"]),
+)
 
 
 def lead_get(*, tenant: Tenant, lead_id: str, for_update: bool = False) -> Lead:
     """The tenant's lead, or `not_found` (another tenant's lead is indistinguishable from none)."""
-    leads = Lead.objects.select_for_update() if for_update else Lead.objects.all()
-    try:
-        return leads.get(tenant_id=tenant.pk, pk=lead_id)
-    except Lead.DoesNotExist:
-        raise errors.NotFound(f"No lead {lead_id!r}.") from None
+    if for_update:
+        try:
+            return Lead.objects.select_for_update().get(tenant_id=tenant.pk, pk=lead_id)
+        except Lead.DoesNotExist:
+            raise errors.NotFound(f"No lead {lead_id!r}.") from None
+    found = _LEAD_BY_ID.instances(tenant_id=tenant.pk, lead_id=lead_id)
+    if not found:
+        raise errors.NotFound(f"No lead {lead_id!r}.")
+    return found[0]
 
 
 def lead_list(
@@ -24,7 +39,14 @@ def lead_list(
     stage: str | None = None,
     created_after: datetime | None = None,
     updated_after: datetime | None = None,
-) -> QuerySet[Lead]:
+) -> QuerySet[Lead] | FixedPages:
+    """The tenant's leads; unfiltered, with their pages read by SQL compiled once."""
+    filters = (email, external_id, stage, created_after, updated_after)
+    if all(value is None for value in filters):
+        return FixedPages(
+            orm=partial(Lead.objects.filter, tenant_id=tenant.pk),
+            fetch=partial(_lead_page, tenant_id=tenant.pk),
+        )
     leads = Lead.objects.filter(tenant_id=tenant.pk)
     if email is not None:
         leads = leads.filter(email=email)
@@ -37,6 +59,34 @@ def lead_list(
     if updated_after is not None:
         leads = leads.filter(updated_at__gt=updated_after)
     return leads
+
+
+def _lead_page_query(shape: tuple[bool, str | None, int], p: dict[str, str]) -> QuerySet[Lead]:
+    descending, bound, limit = shape
+    leads = Lead.objects.filter(tenant_id=p["tenant_id"]).order_by("-id" if descending else "id")
+    if bound is not None:
+        leads = leads.filter(**{f"id__{bound}": p["position"]})
+    return leads[:limit]
+
+
+# A page of a tenant's leads (`GET /v1/leads`, unfiltered), compiled once per page size and
+# direction; rendered from plain rows, as model instances would be.
+_LEAD_PAGE = FixedQuery(Lead, ("tenant_id", "position"), _lead_page_query)
+
+
+def _lead_page(
+    *,
+    tenant_id: str,
+    descending: bool,
+    limit: int,
+    before: str | None = None,
+    after: str | None = None,
+) -> list[dict[str, Any]]:
+    if before is not None:
+        return _LEAD_PAGE.dicts((descending, "lt", limit), tenant_id=tenant_id, position=before)
+    if after is not None:
+        return _LEAD_PAGE.dicts((descending, "gt", limit), tenant_id=tenant_id, position=after)
+    return _LEAD_PAGE.dicts((descending, None, limit), tenant_id=tenant_id)
 
 
 def lead_find_duplicate(

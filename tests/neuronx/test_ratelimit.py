@@ -8,10 +8,14 @@ import re
 import time
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django_ratelimit import ALL
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
+from django_redis.cache import RedisCache
 
 from gtm_api.models import Lead
-from neuronx.models import Tenant
+from neuronx.models import ApiKey, Tenant
+from neuronx.ratelimit import rate_consume
 from neuronx.tenancy import TenancyError, api_key_create, tenant_set_rate_limit
 from tests.conftest import Api, lead_body, make_api, problem
 
@@ -185,3 +189,58 @@ def test_set_rate_limit_accepts_documented_rates(alice, rate):
     tenant_set_rate_limit(tenant=alice.tenant, rate_class="bulk", rate=rate)
     tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="9/h")
     assert Tenant.objects.get(pk=alice.tenant.pk).rate_limits == {"bulk": rate, "write": "9/h"}
+
+
+def _caller_usage(request, api_key, rate: str) -> int:
+    """One request counted the way django-ratelimit's own `get_usage` counts it."""
+    usage = get_usage(
+        request,
+        group="neuronx:write",
+        key=lambda group, req: f"key:{api_key.id}",
+        rate=rate,
+        increment=True,
+    )
+    return int(usage["count"])
+
+
+@pytest.mark.skipif(
+    not isinstance(caches[DEFAULT_CACHE_ALIAS], RedisCache),
+    reason="the one-round-trip counter runs on the shared Redis cache",
+)
+def test_the_redis_counter_shares_its_budget_and_expiry_with_django_ratelimit(alice, rf):
+    # Processes of the previous release count with django-ratelimit while a deploy rolls out:
+    # both must count the same key, from the same value, with the same expiry.
+    tenant = tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="6/h")
+    api_key = ApiKey.objects.select_related("tenant").get(pk=alice.api_key.pk)
+    assert api_key.tenant.pk == tenant.pk
+    request = rf.post("/v1/leads")
+    ours, theirs = [], []
+    for _ in range(4):
+        state = rate_consume(request=request, api_key=api_key, rate_class="write")
+        assert state is not None
+        ours.append((6 - state.remaining, state.exceeded))
+        theirs.append(_caller_usage(request, api_key, "6/h"))
+    assert ours == [(1, False), (3, False), (5, False), (6, True)]
+    assert theirs == [2, 4, 6, 8]
+    assert state.headers()["RateLimit-Policy"] == '"write";q=6;w=3600'
+    caller = f"key:{api_key.id}"
+    key = _make_cache_key("neuronx:write", _get_window(caller, 3600), "6/h", caller, ALL)
+    assert cache.get(key) == 8
+    assert 3600 < cache.ttl(key) <= 3600 + EXPIRATION_FUDGE
+
+
+def test_an_unreachable_cache_fails_open_with_a_warning(alice, settings, caplog):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens on the discard port
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="read", rate="1/h")
+    responses = [alice.get("/v1/leads") for _ in range(2)]
+    assert [r.status_code for r in responses] == [200, 200]
+    assert all(not r.has_header("RateLimit") for r in responses)
+    assert all(not r.has_header("RateLimit-Policy") for r in responses)
+    warnings = [r for r in caplog.records if r.name == "neuronx.ratelimit"]
+    assert [r.getMessage() for r in warnings] == ["rate limiter unavailable; failing open"] * 2

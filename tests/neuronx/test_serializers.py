@@ -10,11 +10,12 @@ from rest_framework import serializers
 
 from gtm_api.models import Lead
 from gtm_api.selectors.status import lead_status
-from gtm_api.serializers import LeadOutput
+from gtm_api.serializers import ConsentRecordInput, LeadCreateInput, LeadOutput
 from gtm_api.services.payments import payment_verify
 from gtm_api.status_serializers import LeadStatusOutput
 from neuronx.context import Actor
-from neuronx.serializers import FixedFieldsOutput
+from neuronx.serializers import FixedFieldsOutput, StrictQuery
+from neuronx.views import _empty_query_is_valid
 from tests.factories import ConsentRecordFactory, LeadFactory
 
 pytestmark = pytest.mark.django_db
@@ -142,3 +143,77 @@ def test_status_output_matches_drf(alice: Any) -> None:
     assert rendered == drf_rendering(LeadStatusOutput(), status)
     assert rendered["appointments"] and rendered["payments"] and rendered["history"]
     assert rendered["boundary"]["case_opened_at"].endswith("Z")
+
+
+GOOD_LEAD = {
+    "email": "Ada@Analytical-Engines.com",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "source": "web_form",
+    "consents": [
+        {
+            "scope": "data.profiling",
+            "granted": True,
+            "captured_at": "2026-01-05T09:30:00Z",
+            "source": "web_form",
+        }
+    ],
+}
+BAD_LEADS: list[Any] = [
+    {**GOOD_LEAD, "first_name": 5, "colour": "red"},
+    {**GOOD_LEAD, "email": None, "phone": None},
+    {**GOOD_LEAD, "consents": [{"scope": "nope", "granted": "yes"}]},
+    {"first_name": "Ada"},
+    [],
+]
+
+
+def _outcome(serializer_class: type[serializers.Serializer], body: Any) -> Any:
+    serializer = serializer_class(data=body)
+    if serializer.is_valid():
+        return dict(serializer.validated_data)
+    return serializer.errors
+
+
+def test_inputs_with_fields_built_once_validate_as_with_fields_built_per_instance() -> None:
+    def fresh(body: Any) -> Any:  # DRF's way: this instance's own deep copies of the fields
+        for cls in (LeadCreateInput, ConsentRecordInput):
+            if "_fields_once" in cls.__dict__:
+                delattr(cls, "_fields_once")
+        return _outcome(LeadCreateInput, body)
+
+    bodies = [GOOD_LEAD, *BAD_LEADS, GOOD_LEAD, *reversed(BAD_LEADS)]
+    expected = [fresh(body) for body in bodies]
+    assert [_outcome(LeadCreateInput, body) for body in bodies] == expected
+    assert expected[0]["email"] == "ada@analytical-engines.com"
+    assert all(outcome != expected[0] for outcome in expected[1 : len(BAD_LEADS) + 1])
+
+
+def test_fields_built_once_are_shared_and_hold_no_request() -> None:
+    first, second = LeadCreateInput(data=GOOD_LEAD), LeadCreateInput(data=BAD_LEADS[0])
+    assert first.fields is second.fields
+    assert all(field.parent not in (first, second) for field in first.fields.values())
+    assert not hasattr(first.fields["email"].parent, "initial_data")
+
+
+def test_an_empty_query_skips_only_serializers_that_would_validate_it_to_nothing() -> None:
+    class Required(StrictQuery):
+        stage = serializers.CharField()
+
+    class Defaulted(StrictQuery):
+        stage = serializers.CharField(required=False, default="new")
+
+    class Validated(StrictQuery):
+        stage = serializers.CharField(required=False)
+
+        def validate(self, attrs: Any) -> Any:
+            raise serializers.ValidationError("Send a stage.")
+
+    class Plain(StrictQuery):
+        stage = serializers.CharField(required=False)
+
+    outcomes = [_outcome(cls, {}) for cls in (Required, Defaulted, Validated, Plain)]
+    assert outcomes[1] == {"stage": "new"} and outcomes[3] == {}
+    assert "stage" in outcomes[0] and "non_field_errors" in outcomes[2]
+    skipped = [_empty_query_is_valid(cls) for cls in (Required, Defaulted, Validated, Plain)]
+    assert skipped == [False, False, False, True]
