@@ -13,12 +13,14 @@ again in the compiled parameters. Anything else (a page size, an ordering) is pa
 """
 
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Model, QuerySet
 
 M = TypeVar("M", bound=Model)
@@ -41,10 +43,16 @@ class FixedQuery(Generic[M]):
         model: type[M],
         params: tuple[str, ...],
         build: Callable[[Any, dict[str, str]], "QuerySet[M]"],
+        *,
+        prepared: bool = False,
     ) -> None:
         self.model = model
         self.params = params
         self.build = build
+        # Only for a query whose best plan is the same whatever the values (a lookup by primary
+        # key): a prepared statement ends up on one generic plan, which cannot be the best one
+        # for a small tenant's page and for a large one's alike.
+        self.prepared = prepared
         self._compiled: weakref.WeakKeyDictionary[
             BaseDatabaseWrapper, dict[Hashable, _Compiled]
         ] = weakref.WeakKeyDictionary()
@@ -82,7 +90,7 @@ class FixedQuery(Generic[M]):
     ) -> tuple[tuple[str, ...], list[Any]]:
         connection = connections[using]
         compiled = self._compile(connection, shape)
-        with connection.cursor() as cursor:
+        with statement_cursor(connection, prepared=self.prepared) as cursor:
             cursor.execute(compiled.sql, [values[name] for name in compiled.param_names])
             rows: list[Any] = cursor.fetchall()
         if compiled.converters:
@@ -109,3 +117,36 @@ class FixedQuery(Generic[M]):
     ) -> list[dict[str, Any]]:
         columns, rows = self._rows(shape, values, using)
         return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+@contextmanager
+def statement_cursor(
+    connection: BaseDatabaseWrapper, *, prepared: bool = True
+) -> Iterator[CursorWrapper]:
+    """A cursor whose statements PostgreSQL prepares (parses and plans once per connection),
+    where the connection allows it (`DATABASE_PREPARED_STATEMENTS`); else the usual cursor.
+
+    Django's own cursors bind parameters on the client, which never prepares. This one binds
+    them on the server; it is otherwise the cursor `connection.cursor()` gives (health check,
+    error mapping), so only fixed SQL whose parameters are plain values should go through it.
+    While queries are logged (DEBUG, or a test counting them) it is the usual cursor: Django
+    cannot show the text of a statement bound on the server.
+    """
+    if (
+        not prepared
+        or connection.vendor != "postgresql"
+        or connection.settings_dict["OPTIONS"].get("prepare_threshold") is None
+        or connection.queries_logged
+    ):
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    from django.db.backends.postgresql.base import ServerBindingCursor  # PostgreSQL only
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = ServerBindingCursor(connection.connection)  # type: ignore[call-arg]
+        cursor = connection._prepare_cursor(raw)  # type: ignore[attr-defined]
+    with cursor:
+        yield cursor

@@ -118,6 +118,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so threads in the concurrency tests share it; one per process so
     # parallel runs never collide.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The hottest reads whose plan does not depend on the values (a lead by id, the status
+    # document: `neuronx.fixed_sql.statement_cursor`) run as prepared statements, parsed and
+    # planned once per connection: for the status document that is most of PostgreSQL's work.
+    # Every other query keeps Django's client-side binding, which never prepares. Set DATABASE_PREPARED_STATEMENTS=false behind a pooler in
+    # transaction mode that does not support prepared statements (PgBouncer < 1.21, or without
+    # max_prepared_statements).
+    DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+    if DATABASE_PREPARED_STATEMENTS:
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _cache_url = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL")

@@ -15,6 +15,7 @@ _LEAD_BY_ID = FixedQuery(
     Lead,
     ("tenant_id", "lead_id"),
     lambda shape, p: Lead.objects.filter(tenant_id=p["tenant_id"], pk=p["lead_id"]),
+    prepared=True,
 )
 
 

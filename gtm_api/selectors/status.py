@@ -20,6 +20,7 @@ from gtm_api.models import (
     StageTransition,
 )
 from neuronx import errors
+from neuronx.fixed_sql import statement_cursor
 from neuronx.models import Tenant
 
 
@@ -252,7 +253,7 @@ def _rows_per_table(*, tenant: Tenant, lead_id: str) -> LeadStatusRows:
 
 
 def _rows_in_one_query(*, tenant: Tenant, lead_id: str) -> LeadStatusRows:
-    with connection.cursor() as cursor:
+    with statement_cursor(connection) as cursor:
         cursor.execute(_ONE_QUERY, [tenant.pk, lead_id])
         found = cursor.fetchone()
     if found is None:

@@ -80,3 +80,49 @@ def test_each_shape_is_compiled_on_its_own_and_dicts_match_instances(leads):
         instances = BY_TENANT.instances(limit, tenant_id=tenant_id)
         assert [_values(instance) for instance in instances] == expected_page
         assert BY_TENANT.dicts(limit, tenant_id=tenant_id) == expected_page
+
+
+def _prepared() -> list[str]:
+    """The statements PostgreSQL holds prepared for this connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+def test_the_hot_reads_are_prepared_statements_on_postgresql(alice, leads):
+    """Parsed and planned once per connection: on PostgreSQL the lead and the status document
+    are prepared statements, not the page (its best plan depends on the tenant's size);
+    elsewhere the same queries run as plain statements."""
+    lead = LeadFactory(tenant=alice.tenant)
+    for _ in range(2):
+        assert alice.get(f"/v1/leads/{lead.id}").json()["id"] == lead.id
+        assert alice.get("/v1/leads?limit=5").json()["results"][0]["id"] == lead.id
+        assert alice.get(f"/v1/leads/{lead.id}/status").json()["lead_id"] == lead.id
+    if connection.vendor != "postgresql":
+        return
+    prepared = _prepared()
+    assert sum("gtm_api_caseopened" in statement for statement in prepared) == 1  # the status
+    lead_reads = [statement for statement in prepared if 'FROM "gtm_api_lead"' in statement]
+    assert len(lead_reads) == 1 and "ORDER BY" not in lead_reads[0]  # by id; not the page
+    assert len(prepared) == len(set(prepared))  # prepared once, then reused
+    # Counting queries (as DEBUG does) shows their text: the usual cursor then.
+    with CaptureQueriesContext(connection) as queries:
+        alice.get(f"/v1/leads/{lead.id}/status")
+    assert sum("gtm_api_caseopened" in q["sql"] for q in queries.captured_queries) == 1
+
+
+def test_without_prepared_statements_nothing_is_prepared(alice, settings):
+    """DATABASE_PREPARED_STATEMENTS=false, for a pooler that cannot carry them."""
+    from neuronx.fixed_sql import statement_cursor
+
+    options = connection.settings_dict["OPTIONS"]
+    saved = options.pop("prepare_threshold", None)
+    try:
+        with statement_cursor(connection) as cursor:
+            cursor.execute("SELECT 1 + %s", [41])
+            assert cursor.fetchone() == (42,)
+        if connection.vendor == "postgresql":
+            assert not [s for s in _prepared() if "SELECT 1 +" in s]
+    finally:
+        if saved is not None:
+            options["prepare_threshold"] = saved
