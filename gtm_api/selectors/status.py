@@ -1,6 +1,6 @@
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ from django.utils.dateparse import parse_datetime
 
 from consent.models import ConsentRecord
 from consent.selectors import ScopeState, consent_history, consent_state
+from gtm_api.appointment_serializers import AppointmentOutput
 from gtm_api.models import (
     Appointment,
     Assignment,
@@ -19,6 +20,7 @@ from gtm_api.models import (
     Stage,
     StageTransition,
 )
+from gtm_api.payment_serializers import PaymentOutput
 from neuronx import errors
 from neuronx.fixed_sql import statement_cursor
 from neuronx.models import Tenant
@@ -82,128 +84,102 @@ def lead_status(*, tenant: Tenant, lead_id: str) -> LeadStatus:
 
 @dataclass(frozen=True)
 class Rows:
+    """One table of the document: which rows (`order`, only the latest?) and which columns."""
+
+    table: str
     fields: tuple[str, ...]  # the document's names of the columns, in the SQL's order
+    order: tuple[str, ...]  # ORDER BY terms
+    latest: bool = False  # only the first row in that order
+    columns: Mapping[str, str] = field(default_factory=dict)  # field -> column, where they differ
     times: frozenset[str] = frozenset()  # timestamps
     flags: frozenset[str] = frozenset()  # booleans (SQLite's driver may give 0 and 1)
     json: frozenset[str] = frozenset()  # JSON documents
 
+    def selected(self, alias: str = "") -> str:
+        return ", ".join(f"{alias}{self.columns.get(name, name)}" for name in self.fields)
+
+    def ordered(self, alias: str = "") -> str:
+        return ", ".join(f"{alias}{term}" for term in self.order)
+
+    def per_table(self) -> str:
+        """The table's statement on its own, for the lead id and the tenant."""
+        return (
+            f"SELECT {self.selected()} FROM {self.table} "  # noqa: S608  (names of ours)
+            f"WHERE lead_id = %s AND tenant_id = %s ORDER BY {self.ordered()}"
+            + (" LIMIT 1" if self.latest else "")
+        )
+
+    def subquery(self) -> str:
+        """The table's rows as JSON, in a subquery of the lead `l`."""
+        row = f"json_build_array({self.selected('x.')})"
+        where = f"FROM {self.table} x WHERE x.lead_id = l.id AND x.tenant_id = l.tenant_id"
+        if self.latest:
+            return f"(SELECT {row} {where} ORDER BY {self.ordered('x.')} LIMIT 1)"
+        return f"(SELECT json_agg({row} ORDER BY {self.ordered('x.')}) {where})"
+
 
 QUALIFICATION = Rows(
+    "gtm_api_qualification",
     ("score", "qualified", "grade", "factors", "model_version", "qualified_at"),
+    order=("created_at DESC", "id DESC"),
+    latest=True,
+    columns={"qualified_at": "created_at"},
     times=frozenset({"qualified_at"}),
     flags=frozenset({"qualified"}),
     json=frozenset({"factors"}),
 )
 ASSIGNMENT = Rows(
+    "gtm_api_assignment",
     ("owner", "team", "rule", "strategy", "reason", "routed_at"),
+    order=("created_at DESC", "id DESC"),
+    latest=True,
+    columns={"routed_at": "created_at"},
     times=frozenset({"routed_at"}),
 )
 APPOINTMENTS = Rows(
-    (
-        "id",
-        "lead_id",
-        "starts_at",
-        "ends_at",
-        "timezone",
-        "channel",
-        "location",
-        "notes",
-        "status",
-        "created_at",
-        "updated_at",
-    ),
+    "gtm_api_appointment",
+    tuple(AppointmentOutput.Meta.fields),
+    order=("starts_at", "id"),
     times=frozenset({"starts_at", "ends_at", "created_at", "updated_at"}),
 )
 PAYMENTS = Rows(
-    (
-        "id",
-        "lead_id",
-        "appointment_id",
-        "amount",
-        "currency",
-        "description",
-        "status",
-        "provider",
-        "checkout_reference",
-        "checkout_url",
-        "expires_at",
-        "failure_reason",
-        "created_at",
-        "updated_at",
-        "verified_at",
-    ),
+    "gtm_api_payment",
+    tuple(PaymentOutput.Meta.fields),
+    order=("id",),
     times=frozenset({"expires_at", "created_at", "updated_at", "verified_at"}),
 )
 # The fields `consent_state` reads, in the model's order: the ledger is handed to it as records.
 CONSENTS = Rows(
+    "consent_consentrecord",
     ("scope", "granted", "captured_at", "expires_at"),
+    order=("captured_at DESC", "id DESC"),
     times=frozenset({"captured_at", "expires_at"}),
     flags=frozenset({"granted"}),
 )
 HISTORY = Rows(
+    "gtm_api_stagetransition",
     ("from_stage", "to_stage", "cause", "actor", "request_id", "at"),
+    order=("at", "id"),
     times=frozenset({"at"}),
 )
 _CHILDREN = (QUALIFICATION, ASSIGNMENT, APPOINTMENTS, PAYMENTS, CONSENTS, HISTORY)
 
 # The lead and its case; then, for the lead id and the tenant, the rows of each of _CHILDREN.
 # Every table is read by tenant as well as by lead.
-_LEAD = (
-    "SELECT l.id, l.stage, l.score, l.owner, c.id, c.opened_at "
+_LEAD_COLUMNS = "l.id, l.stage, l.score, l.owner, c.id, c.opened_at"
+_LEAD_FROM = (
     "FROM gtm_api_lead l LEFT JOIN gtm_api_caseopened c ON c.lead_id = l.id "
     "WHERE l.tenant_id = %s AND l.id = %s"
 )
-_PER_TABLE = (
-    "SELECT score, qualified, grade, factors, model_version, created_at "
-    "FROM gtm_api_qualification WHERE lead_id = %s AND tenant_id = %s "
-    "ORDER BY created_at DESC, id DESC LIMIT 1",
-    "SELECT owner, team, rule, strategy, reason, created_at "
-    "FROM gtm_api_assignment WHERE lead_id = %s AND tenant_id = %s "
-    "ORDER BY created_at DESC, id DESC LIMIT 1",
-    "SELECT id, lead_id, starts_at, ends_at, timezone, channel, location, notes, status, "
-    "created_at, updated_at "
-    "FROM gtm_api_appointment WHERE lead_id = %s AND tenant_id = %s ORDER BY starts_at, id",
-    "SELECT id, lead_id, appointment_id, amount, currency, description, status, provider, "
-    "checkout_reference, checkout_url, expires_at, failure_reason, created_at, updated_at, "
-    "verified_at "
-    "FROM gtm_api_payment WHERE lead_id = %s AND tenant_id = %s ORDER BY id",
-    "SELECT scope, granted, captured_at, expires_at "
-    "FROM consent_consentrecord WHERE lead_id = %s AND tenant_id = %s "
-    "ORDER BY captured_at DESC, id DESC",
-    "SELECT from_stage, to_stage, cause, actor, request_id, at "
-    "FROM gtm_api_stagetransition WHERE lead_id = %s AND tenant_id = %s ORDER BY at, id",
-)
+_LEAD = f"SELECT {_LEAD_COLUMNS} {_LEAD_FROM}"
+_PER_TABLE = tuple(rows.per_table() for rows in _CHILDREN)
 # The same in one statement, as JSON text: one `json.loads` instead of the driver's JSON
 # loading; timestamps come back in ISO 8601 in the session's time zone, microseconds included.
-_ONE_QUERY = """
-SELECT json_build_array(
-  l.id, l.stage, l.score, l.owner, c.id, c.opened_at,
-  (SELECT json_build_array(q.score, q.qualified, q.grade, q.factors, q.model_version,
-                           q.created_at)
-     FROM gtm_api_qualification q WHERE q.lead_id = l.id AND q.tenant_id = l.tenant_id
-     ORDER BY q.created_at DESC, q.id DESC LIMIT 1),
-  (SELECT json_build_array(a.owner, a.team, a.rule, a.strategy, a.reason, a.created_at)
-     FROM gtm_api_assignment a WHERE a.lead_id = l.id AND a.tenant_id = l.tenant_id
-     ORDER BY a.created_at DESC, a.id DESC LIMIT 1),
-  (SELECT json_agg(json_build_array(p.id, p.lead_id, p.starts_at, p.ends_at, p.timezone,
-                                    p.channel, p.location, p.notes, p.status, p.created_at,
-                                    p.updated_at) ORDER BY p.starts_at, p.id)
-     FROM gtm_api_appointment p WHERE p.lead_id = l.id AND p.tenant_id = l.tenant_id),
-  (SELECT json_agg(json_build_array(y.id, y.lead_id, y.appointment_id, y.amount, y.currency,
-                                    y.description, y.status, y.provider, y.checkout_reference,
-                                    y.checkout_url, y.expires_at, y.failure_reason,
-                                    y.created_at, y.updated_at, y.verified_at) ORDER BY y.id)
-     FROM gtm_api_payment y WHERE y.lead_id = l.id AND y.tenant_id = l.tenant_id),
-  (SELECT json_agg(json_build_array(r.scope, r.granted, r.captured_at, r.expires_at)
-                   ORDER BY r.captured_at DESC, r.id DESC)
-     FROM consent_consentrecord r WHERE r.lead_id = l.id AND r.tenant_id = l.tenant_id),
-  (SELECT json_agg(json_build_array(t.from_stage, t.to_stage, t.cause, t.actor, t.request_id,
-                                    t.at) ORDER BY t.at, t.id)
-     FROM gtm_api_stagetransition t WHERE t.lead_id = l.id AND t.tenant_id = l.tenant_id)
-)::text
-FROM gtm_api_lead l LEFT JOIN gtm_api_caseopened c ON c.lead_id = l.id
-WHERE l.tenant_id = %s AND l.id = %s
-"""
+_ONE_QUERY = (
+    f"SELECT json_build_array({_LEAD_COLUMNS}, "
+    + ", ".join(rows.subquery() for rows in _CHILDREN)
+    + f")::text {_LEAD_FROM}"
+)
 
 Row = dict[str, Any]
 
@@ -308,13 +284,13 @@ def _dicts(
     dicts = []
     for values in found:
         row = dict(zip(rows.fields, values, strict=True))
-        for field in rows.times:
-            if row[field] is not None:
-                row[field] = to_time(row[field])
-        for field in rows.flags:
-            row[field] = bool(row[field])
-        for field in rows.json:
-            row[field] = from_json(row[field])
+        for name in rows.times:
+            if row[name] is not None:
+                row[name] = to_time(row[name])
+        for name in rows.flags:
+            row[name] = bool(row[name])
+        for name in rows.json:
+            row[name] = from_json(row[name])
         dicts.append(row)
     return dicts
 
