@@ -18,11 +18,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError
 from django.http import HttpRequest
 from django.utils import timezone
 
 from neuronx import errors
+from neuronx.inserts import insert_unless_conflict
 from neuronx.models import IdempotencyRecord, Tenant
 
 logger = logging.getLogger("neuronx.idempotency")
@@ -114,19 +115,19 @@ def idempotency_claim(
     _release_pending()
     for _ in range(3):
         now = timezone.now()
-        try:
-            with transaction.atomic():
-                return IdempotencyRecord.objects.create(
-                    tenant=tenant,
-                    key=key,
-                    fingerprint=fingerprint,
-                    method=method,
-                    path=path,
-                    locked_at=now,
-                    request_id=request_id,
-                )
-        except IntegrityError:
-            pass
+        # One statement, committed at once (the API claims outside any transaction): a claim
+        # taken by another request inserts nothing and raises nothing.
+        record = IdempotencyRecord(
+            tenant=tenant,
+            key=key,
+            fingerprint=fingerprint,
+            method=method,
+            path=path,
+            locked_at=now,
+            request_id=request_id,
+        )
+        if insert_unless_conflict(record):
+            return record
         existing = IdempotencyRecord.objects.filter(tenant=tenant, key=key).first()
         if existing is None:
             continue  # released between our insert and our read: try to claim again

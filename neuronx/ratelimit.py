@@ -21,6 +21,7 @@ from django_ratelimit.core import (
     get_usage,
 )
 from django_redis.cache import RedisCache
+from redis.exceptions import NoScriptError
 
 from neuronx.models import ApiKey
 
@@ -55,26 +56,89 @@ class RateState:
 
 
 def rate_for(api_key: ApiKey | None, rate_class: str) -> str:
-    if api_key is not None:
-        override = api_key.tenant.rate_limits.get(rate_class)
-        if override:
-            return str(override)
-    return str(settings.RATE_LIMITS[rate_class])
+    return _rate(api_key.tenant.rate_limits if api_key is not None else {}, rate_class)
 
 
-def rate_consume(*, request: Any, api_key: ApiKey | None, rate_class: str) -> RateState | None:
-    """Count one request against the caller's class budget; None when the limiter is unavailable."""
+def _rate(rate_limits: dict[str, str], rate_class: str) -> str:
+    override = rate_limits.get(rate_class)
+    return str(override) if override else str(settings.RATE_LIMITS[rate_class])
+
+
+def _caller(api_key_id: str) -> str:
+    return f"key:{api_key_id}"
+
+
+@dataclass(frozen=True)
+class CountedAhead:
+    """One request counted before its API key was authenticated (`rate_count_ahead`)."""
+
+    caller: str
+    rate: str
+    count: int
+    time_left: int
+
+
+def rate_count_ahead(
+    *, api_key_id: str, rate_limits: dict[str, str], rate_class: str, read: str
+) -> tuple[CountedAhead, Any] | None:
+    """Count one request for the key `api_key_id` (its tenant's overrides `rate_limits`) and
+    read the cache entry `read`, in one Redis round trip: (the count, the entry's value or None).
+
+    For a caller that expects to be that key: `rate_consume` takes the count only if the key
+    authenticated is that key with that rate. None when the cache is not Redis or the round trip
+    failed: the caller then reads and counts the usual way, which reports the failure.
+    """
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    if not getattr(settings, "RATELIMIT_ENABLE", True) or not isinstance(cache, RedisCache):
+        return None
+    caller, rate = _caller(api_key_id), _rate(rate_limits, rate_class)
+    _, period = _split_rate(rate)
+    try:
+        client = cache.client
+        redis = client.get_client(write=True)
+        key, window = _counter_key(client, rate_class, caller, rate, period)
+        script = _count_script(redis)
+        # EVALSHA in the pipeline: redis-py would check that a script exists first, in a round
+        # trip of its own. A server that lost it (restarted) gets it loaded and run once more.
+        pipeline = redis.pipeline(transaction=False)
+        pipeline.get(client.make_key(read))
+        pipeline.evalsha(script.sha, 1, key, period + EXPIRATION_FUDGE)
+        raw, count = pipeline.execute(raise_on_error=False)
+        if isinstance(count, NoScriptError):
+            count = script(keys=[key], args=[period + EXPIRATION_FUDGE])
+        if isinstance(raw, Exception) or isinstance(count, Exception):
+            return None
+        entry = None if raw is None else client.decode(raw)
+    except Exception:
+        return None
+    return CountedAhead(caller, rate, int(count), window - int(time.time())), entry
+
+
+def rate_consume(
+    *,
+    request: Any,
+    api_key: ApiKey | None,
+    rate_class: str,
+    counted: CountedAhead | None = None,
+) -> RateState | None:
+    """Count one request against the caller's class budget; None when the limiter is unavailable.
+
+    `counted`: this request counted already (`rate_count_ahead`), used if it counted this caller
+    at this rate; otherwise it is counted now.
+    """
     if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
     rate = rate_for(api_key, rate_class)
     limit, window = _split_rate(rate)
     if api_key is not None:
-        caller = f"key:{api_key.id}"
+        caller = _caller(api_key.id)
     else:
         caller = f"anon:{request.META.get('REMOTE_ADDR', '')}"
+    if counted is not None and counted.caller == caller and counted.rate == rate:
+        return _state(rate_class, limit, window, counted.count, counted.time_left)
     try:
         usage = _redis_usage(
-            group=f"neuronx:{rate_class}", caller=caller, rate=rate, limit=limit, period=window
+            rate_class=rate_class, caller=caller, rate=rate, limit=limit, period=window
         )
         if usage is None:
             usage = get_usage(
@@ -89,19 +153,22 @@ def rate_consume(*, request: Any, api_key: ApiKey | None, rate_class: str) -> Ra
         return None
     if usage is None or usage["time_left"] < 0:
         return None
-    count = int(usage["count"])
+    return _state(rate_class, limit, window, int(usage["count"]), int(usage["time_left"]))
+
+
+def _state(rate_class: str, limit: int, window: int, count: int, time_left: int) -> RateState:
     return RateState(
         rate_class=rate_class,
         limit=limit,
         window=window,
         remaining=max(limit - count, 0),
-        reset=max(int(usage["time_left"]), 0),
-        exceeded=bool(usage["should_limit"]),
+        reset=max(time_left, 0),
+        exceeded=count > limit,
     )
 
 
 def _redis_usage(
-    *, group: str, caller: str, rate: str, limit: int, period: int
+    *, rate_class: str, caller: str, rate: str, limit: int, period: int
 ) -> dict[str, Any] | None:
     """`get_usage(..., increment=True)` in one round trip on a django-redis cache; None on any
     other cache (the per-process development cache), which `get_usage` then counts."""
@@ -109,8 +176,7 @@ def _redis_usage(
     if not isinstance(cache, RedisCache):
         return None
     client = cache.client
-    window = _get_window(caller, period)
-    key = client.make_key(_make_cache_key(group, window, rate, caller, ALL))
+    key, window = _counter_key(client, rate_class, caller, rate, period)
     script = _count_script(client.get_client(write=True))
     count = int(script(keys=[key], args=[period + EXPIRATION_FUDGE]))
     return {
@@ -119,6 +185,16 @@ def _redis_usage(
         "should_limit": count > limit,
         "time_left": window - int(time.time()),
     }
+
+
+def _counter_key(
+    client: Any, rate_class: str, caller: str, rate: str, period: int
+) -> tuple[str, int]:
+    """django-ratelimit's counter of `caller` for the current window, and the window's end."""
+    window = _get_window(caller, period)
+    return client.make_key(
+        _make_cache_key(f"neuronx:{rate_class}", window, rate, caller, ALL)
+    ), window
 
 
 _scripts: dict[int, Any] = {}

@@ -96,17 +96,25 @@ def api_key_create(
     return IssuedKey(api_key=api_key, plaintext=plaintext)
 
 
-def api_key_authenticate(*, plaintext: str) -> ApiKey | None:
+NOT_READ: Any = object()  # `api_key_authenticate`: the cache entry is still to be read
+
+
+def api_key_authenticate(*, plaintext: str, cache_entry: Any = NOT_READ) -> ApiKey | None:
     """The active key matching `plaintext`, found by prefix and compared in constant time.
 
     Active keys are kept in the shared cache (`API_KEY_CACHE_SECONDS`); a revocation, or any
     other change to a key or its tenant, takes effect on the next request all the same.
+    `cache_entry`: the value of the key's cache entry (None: no entry) when the caller has just
+    read it (`api_key_lookahead`).
     """
     match = _KEY_SHAPE.match(plaintext)
     if match is None:
         return None
     prefix = match.group(1)
-    api_key = _api_key_cached(prefix)
+    if cache_entry is NOT_READ:
+        api_key = _api_key_cached(prefix)
+    else:
+        api_key = cache_entry if isinstance(cache_entry, ApiKey) else None
     if api_key is None:
         looked_up = time.monotonic()
         try:
@@ -116,9 +124,54 @@ def api_key_authenticate(*, plaintext: str) -> ApiKey | None:
         except ApiKey.DoesNotExist:
             return None
         _api_key_cache_add(api_key, looked_up)
-    if not hmac.compare_digest(api_key.key_hash, _hash_key(plaintext)):
+    key_hash = _hash_key(plaintext)
+    if not hmac.compare_digest(api_key.key_hash, key_hash):
         return None
+    seen = _KeySeen(key_hash, api_key.id, api_key.tenant.rate_limits)
+    if _seen.get(prefix) != seen:
+        if len(_seen) >= _SEEN_MAX:
+            _seen.clear()
+        _seen[prefix] = seen
     return api_key
+
+
+@dataclass(frozen=True)
+class KeyLookahead:
+    """Where a key's cache entry is, and what this process last found behind the key."""
+
+    cache_key: str
+    api_key_id: str
+    rate_limits: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _KeySeen:
+    key_hash: str
+    api_key_id: str
+    rate_limits: dict[str, str]
+
+
+# Keys this process authenticated, by prefix: enough to count a request of the same key in the
+# round trip that reads its cache entry. Only a guess: every request is authenticated from the
+# entry it reads, and a count made for another key or rate is not used (`rate_consume`).
+_seen: dict[str, _KeySeen] = {}
+_SEEN_MAX = 10_000
+
+
+def api_key_lookahead(*, plaintext: str) -> KeyLookahead | None:
+    """For a plaintext that authenticated in this process before (the whole key, so a caller
+    knowing only a prefix cannot have another key's requests counted), its cache entry's name,
+    the key's id and its tenant's rate overrides as they were then. None otherwise."""
+    if settings.API_KEY_CACHE_SECONDS <= 0:
+        return None
+    match = _KEY_SHAPE.match(plaintext)
+    if match is None:
+        return None
+    prefix = match.group(1)
+    seen = _seen.get(prefix)
+    if seen is None or not hmac.compare_digest(seen.key_hash, _hash_key(plaintext)):
+        return None
+    return KeyLookahead(_api_key_cache_key(prefix), seen.api_key_id, seen.rate_limits)
 
 
 # -- the API key cache -----------------------------------------------------------------------

@@ -118,7 +118,10 @@ class ApiViewSet(GenericViewSet):
         if api_key is not None:
             request._request.tenant_id = api_key.tenant_id  # type: ignore[attr-defined]
         self.rate_state = rate_consume(
-            request=request, api_key=api_key, rate_class=self.operation.rate_class
+            request=request,
+            api_key=api_key,
+            rate_class=self.operation.rate_class,
+            counted=getattr(request._request, "rate_counted", None),
         )
         if self.rate_state is not None and self.rate_state.exceeded:
             limited = errors.RateLimited(

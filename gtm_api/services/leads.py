@@ -11,6 +11,7 @@ from gtm_api.selectors.leads import lead_find_duplicate, lead_get
 from gtm_api.serializers import LeadOutput
 from neuronx import errors
 from neuronx.context import Actor
+from neuronx.inserts import insert_unless_conflict
 from usage.services import usage_record
 from webhooks.services import event_publish
 
@@ -56,18 +57,14 @@ def lead_create(*, actor: Actor, data: Mapping[str, Any]) -> Lead:
     """
     fields = {name: data[name] for name in CONTACT_FIELDS if name in data}
     fields.setdefault("attributes", {})
-    _raise_if_duplicate(
-        actor=actor, email=fields.get("email"), external_id=fields.get("external_id")
-    )
-    try:
-        with transaction.atomic():
-            lead = Lead.objects.create(tenant=actor.tenant, **fields)
-    except IntegrityError:
-        # A concurrent request created the same lead between our check and our insert.
+    lead = Lead(tenant=actor.tenant, **fields)
+    # The unique constraints decide, in one statement; a lead that exists (or that a
+    # concurrent request has just created) makes the insert write nothing.
+    if not insert_unless_conflict(lead):
         _raise_if_duplicate(
             actor=actor, email=fields.get("email"), external_id=fields.get("external_id")
         )
-        raise
+        raise IntegrityError(f"lead {lead.id} was not inserted and no lead conflicts with it")
     if data.get("consents"):
         consent_append(actor=actor, lead=lead, records=data["consents"])
     usage_record(actor=actor, dimension="lead.ingested", quantity=1)

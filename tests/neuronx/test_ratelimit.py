@@ -4,19 +4,28 @@ Budgets counted within a test use hour windows (or wait out the end of a minute 
 a window boundary never falls between two requests of one test.
 """
 
+import os
 import re
 import time
 
 import pytest
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.test import Client
 from django_ratelimit import ALL
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
 from django_redis.cache import RedisCache
+from redis import Redis, RedisError
+from redis.connection import AbstractConnection as RedisConnection
 
 from gtm_api.models import Lead
 from neuronx.models import ApiKey, Tenant
 from neuronx.ratelimit import rate_consume
-from neuronx.tenancy import TenancyError, api_key_create, tenant_set_rate_limit
+from neuronx.tenancy import (
+    TenancyError,
+    api_key_create,
+    api_key_revoke,
+    tenant_set_rate_limit,
+)
 from tests.conftest import Api, lead_body, make_api, problem
 
 pytestmark = pytest.mark.django_db
@@ -203,11 +212,25 @@ def _caller_usage(request, api_key, rate: str) -> int:
     return int(usage["count"])
 
 
-@pytest.mark.skipif(
-    not isinstance(caches[DEFAULT_CACHE_ALIAS], RedisCache),
-    reason="the one-round-trip counter runs on the shared Redis cache",
-)
-def test_the_redis_counter_shares_its_budget_and_expiry_with_django_ratelimit(alice, rf):
+@pytest.fixture
+def redis_cache(settings):
+    """The shared Redis cache that the one-round-trip counter and the lookahead run on: the
+    suite's own on the production services, else (the embedded run) a Redis at 127.0.0.1."""
+    if isinstance(caches[DEFAULT_CACHE_ALIAS], RedisCache):
+        return caches[DEFAULT_CACHE_ALIAS]
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+    try:
+        Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except RedisError:
+        pytest.skip(f"needs a Redis server: none answers at {url} (set TEST_REDIS_URL)")
+    settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}}
+    caches[DEFAULT_CACHE_ALIAS].clear()
+    return caches[DEFAULT_CACHE_ALIAS]
+
+
+def test_the_redis_counter_shares_its_budget_and_expiry_with_django_ratelimit(
+    alice, rf, redis_cache
+):
     # Processes of the previous release count with django-ratelimit while a deploy rolls out:
     # both must count the same key, from the same value, with the same expiry.
     tenant = tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="6/h")
@@ -244,3 +267,76 @@ def test_an_unreachable_cache_fails_open_with_a_warning(alice, settings, caplog)
     assert all(not r.has_header("RateLimit-Policy") for r in responses)
     warnings = [r for r in caplog.records if r.name == "neuronx.ratelimit"]
     assert [r.getMessage() for r in warnings] == ["rate limiter unavailable; failing open"] * 2
+
+
+@pytest.fixture
+def redis_round_trips(monkeypatch):
+    """How many times the app has sent commands to Redis (a pipeline is one)."""
+    sent = []
+    send = RedisConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sent.append(command)
+        return send(self, command, check_health)
+
+    monkeypatch.setattr(RedisConnection, "send_packed_command", counted)
+    return sent
+
+
+def test_a_key_seen_before_is_read_and_counted_in_one_round_trip(
+    alice, settings, redis_round_trips, redis_cache
+):
+    # The default budget, not a tenant override: changing the tenant un-caches its keys a while.
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "read": "5/h"}
+    first = alice.get("/v1/leads")  # the entry read, the key cached, the request counted
+    assert len(redis_round_trips) >= 3
+    redis_round_trips.clear()
+    responses = [alice.get("/v1/leads") for _ in range(6)]
+    assert len(redis_round_trips) == 6
+    assert [r.status_code for r in [first, *responses]] == [200] * 5 + [429] * 2
+    assert [_remaining(r, "read") for r in [first, *responses]] == [4, 3, 2, 1, 0, 0, 0]
+    assert {r["RateLimit-Policy"] for r in responses} == {'"read";q=5;w=3600'}
+
+
+def test_rate_limits_stay_exact_when_counted_ahead_across_clients(alice, redis_cache):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="write", rate="5/h")
+    other = Api(client=Client(), key=alice.key, tenant=alice.tenant, api_key=alice.api_key)
+    responses = [_write(alice if n % 2 else other, n) for n in range(9)]
+    assert [r.status_code for r in responses] == [201] * 5 + [429] * 4
+    assert Lead.objects.count() == 5
+
+
+def test_a_known_prefix_with_a_wrong_secret_does_not_spend_the_keys_budget(alice, redis_cache):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="read", rate="5/h")
+    assert _remaining(alice.get("/v1/leads"), "read") == 4
+    prefix = alice.key.rsplit("_", 1)[0]
+    forged = Api(client=Client(), key=f"{prefix}_{'x' * 40}")
+    for _ in range(3):
+        problem(forged.get("/v1/leads"), 401, "authentication_failed")
+    assert _remaining(alice.get("/v1/leads"), "read") == 3
+
+
+def test_a_key_revoked_after_it_was_seen_is_refused_on_the_next_request(alice, redis_cache):
+    assert alice.get("/v1/leads").status_code == 200
+    assert alice.get("/v1/leads").status_code == 200  # read and counted in one round trip
+    api_key_revoke(api_key=ApiKey.objects.get(pk=alice.api_key.pk))
+    problem(alice.get("/v1/leads"), 401, "authentication_failed")
+
+
+def test_a_new_override_counts_on_its_own_budget_from_the_next_request(alice, redis_cache):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="read", rate="5/h")
+    assert [_remaining(alice.get("/v1/leads"), "read") for _ in range(3)] == [4, 3, 2]
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="read", rate="7/h")
+    response = alice.get("/v1/leads")
+    assert response["RateLimit-Policy"] == '"read";q=7;w=3600'
+    assert _remaining(response, "read") == 6
+    assert _remaining(alice.get("/v1/leads"), "read") == 5
+
+
+def test_a_redis_that_lost_the_script_still_counts_each_request_once(alice, redis_cache):
+    tenant_set_rate_limit(tenant=alice.tenant, rate_class="read", rate="5/h")
+    assert _remaining(alice.get("/v1/leads"), "read") == 4
+    assert _remaining(alice.get("/v1/leads"), "read") == 3
+    cache.client.get_client(write=True).script_flush()
+    assert _remaining(alice.get("/v1/leads"), "read") == 2
+    assert _remaining(alice.get("/v1/leads"), "read") == 1
