@@ -119,6 +119,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # parallel runs never collide.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that polls the socket instead of a `SELECT 1` per
+    # request (`neuronx/postgresql/base.py`).
+    DATABASES["default"]["ENGINE"] = "neuronx.postgresql"
     # The hottest reads whose plan does not depend on the values (a lead by id, the status
     # document: `neuronx.fixed_sql.statement_cursor`) run as prepared statements, parsed and
     # planned once per connection: for the status document that is most of PostgreSQL's work.

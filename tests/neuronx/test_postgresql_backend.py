@@ -1,0 +1,77 @@
+"""The PostgreSQL backend's health check: no round trip for an open connection, and a
+connection the server has closed is found out and replaced before a request uses it."""
+
+import os
+import time
+from collections.abc import Iterator
+
+import dj_database_url
+import psycopg
+import pytest
+from django.db import connection
+from django.db.utils import ConnectionHandler
+
+from neuronx.postgresql.base import DatabaseWrapper
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The suite's PostgreSQL, or (the embedded run) a server at 127.0.0.1 when one answers:
+    only connections are opened, no table is touched."""
+    if connection.vendor == "postgresql":
+        settings = connection.settings_dict
+        return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/postgres"
+    url = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+    except psycopg.Error:
+        pytest.skip(f"needs a PostgreSQL server: none answers at {url} (set TEST_POSTGRES_URL)")
+    return url
+
+
+@pytest.fixture
+def wrapper(postgres_url: str, django_db_blocker) -> Iterator[DatabaseWrapper]:
+    """A connection of its own (not the test database's), as a worker holds one."""
+    config = dj_database_url.parse(postgres_url, conn_max_age=60, conn_health_checks=True)
+    settings = ConnectionHandler().configure_settings({"default": config})["default"]
+    settings["ENGINE"] = "neuronx.postgresql"
+    probe = DatabaseWrapper(settings, alias="probe")
+    with django_db_blocker.unblock():
+        probe.ensure_connection()
+        yield probe
+        probe.close()
+
+
+@pytest.fixture
+def admin(postgres_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        yield conn
+
+
+def _last_statement(admin: psycopg.Connection, pid: int) -> str | None:
+    row = admin.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_an_open_connection_is_usable_without_a_statement(wrapper, admin):
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT 'the last statement'")
+    pid = wrapper.connection.info.backend_pid
+    assert wrapper.is_usable()
+    assert _last_statement(admin, pid) == "SELECT 'the last statement'"
+
+
+def test_a_connection_the_server_closed_is_found_out_and_replaced(wrapper, admin):
+    pid = wrapper.connection.info.backend_pid
+    admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 10
+    while _last_statement(admin, pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not wrapper.is_usable()
+    # What Django does before a request reuses the connection: check, close, reconnect.
+    wrapper.health_check_done = False
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (new_pid,) = cursor.fetchone()
+    assert new_pid != pid
+    assert wrapper.is_usable()
