@@ -12,6 +12,8 @@ from django.db.models import Model
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
+from neuronx.fixed_sql import statement_cursor
+
 
 def insert_unless_conflict(instance: Model, *, using: str = "default") -> bool:
     """Insert `instance`'s row as `save()` would; False, and nothing written, if it conflicts.
@@ -31,7 +33,8 @@ def insert_unless_conflict(instance: Model, *, using: str = "default") -> bool:
     compiler = query.get_compiler(using=using)
     compiler.returning_fields = [meta.pk]
     ((sql, params),) = compiler.as_sql()
-    with connections[using].cursor() as cursor:
+    # The text is the same for every instance of a model, so it is prepared once per connection.
+    with statement_cursor(connections[using]) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
