@@ -24,6 +24,10 @@ from django.utils import timezone
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
+from neuronx.serializers import FixedFieldsOutput
+
+# Renderings of each field in turn, by the field's own rules.
+_FIELD_BY_FIELD = (serializers.Serializer.to_representation, FixedFieldsOutput.to_representation)
 _TEXT_COLUMNS = frozenset({"CharField", "TextField"})
 _INTEGER_COLUMNS = frozenset(
     {
@@ -44,6 +48,7 @@ _TIMESTAMP = (
     """COALESCE('"' || replace(to_char(%(expressions)s AT TIME ZONE 'UTC', """
     """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z') || '"', 'null')"""
 )
+_DOCUMENT = "document"  # a JSON column: its text, written again in Python
 _DECODE = json.JSONDecoder().decode  # what `json.loads` does, without its checks of the text
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -84,7 +89,9 @@ def _document(text: str | None) -> str:
 @cache
 def json_row(output: type[serializers.ModelSerializer]) -> JsonRowSql | None:
     """The row expressions of `output`'s model for `output`'s rendering; None if it has a field
-    whose rendering they cannot give."""
+    whose rendering they cannot give, or renders its rows by rules of its own."""
+    if output.to_representation not in _FIELD_BY_FIELD:
+        return None
     model: type[Model] = output.Meta.model
     parts: list[Combinable] = []
     terms: list[Func] = []  # of the text part being built
@@ -118,9 +125,6 @@ def json_row(output: type[serializers.ModelSerializer]) -> JsonRowSql | None:
     terms.append(_sql("'}'"))
     parts.append(_joined(terms))
     return JsonRowSql(expressions=tuple(parts), timestamps=timestamps)
-
-
-_DOCUMENT = "document"
 
 
 def _template(field: serializers.Field, stored: str) -> str | None:

@@ -253,3 +253,12 @@ def test_only_fields_of_known_kinds_are_written_by_the_database(field: Any) -> N
     Output._declared_fields["extra"] = serializers.CharField(source="email")
     json_row.cache_clear()
     assert json_row(Output) is not None
+
+
+def test_a_serializer_with_rendering_rules_of_its_own_is_rendered_by_drf() -> None:
+    class Output(LeadOutput):
+        def to_representation(self, instance: Any) -> Any:
+            return {**super().to_representation(instance), "id": "hidden"}
+
+    assert json_row(LeadOutput) is not None
+    assert json_row(Output) is None
