@@ -6,7 +6,7 @@ connection and shape, with marker strings in place of the values, keeps the SQL,
 value goes, the columns and their converters (the ORM's own: JSON, timestamps on SQLite…), and
 then executes that SQL through the connection's cursor (query logging and counting included).
 Rows come back as model instances, exactly as the queryset would give them, or as plain dicts
-of the same converted values for rendering.
+of the same converted values for rendering; the rows of a `values_list()` queryset as lists.
 
 Only string values (ids) can be parameters: they reach the SQL unchanged, so a marker is found
 again in the compiled parameters. Anything else (a page size, an ordering) is part of the shape.
@@ -22,6 +22,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Model, QuerySet
+from django.db.models.query import ModelIterable
 
 M = TypeVar("M", bound=Model)
 
@@ -36,13 +37,14 @@ class _Compiled:
 
 class FixedQuery(Generic[M]):
     """`build(shape, markers)` returns the queryset for one shape, with `markers[name]` in place
-    of each parameter value; it must select the model's columns and nothing else."""
+    of each parameter value; it must select the model's columns and nothing else, or be a
+    `values_list()` (read with `tuples`)."""
 
     def __init__(
         self,
         model: type[M],
         params: tuple[str, ...],
-        build: Callable[[Any, dict[str, str]], "QuerySet[M]"],
+        build: Callable[[Any, dict[str, str]], "QuerySet[M, Any]"],
         *,
         prepared: bool = False,
     ) -> None:
@@ -68,15 +70,19 @@ class FixedQuery(Generic[M]):
             sql, values = compiler.as_sql()
             unknown = [value for value in values if value not in names_of]
             assert not unknown, f"parameters other than the markers: {unknown!r}"
-            klass_info = compiler.klass_info
-            assert klass_info is not None and klass_info["model"] is self.model
             select = compiler.select
-            assert list(klass_info["select_fields"]) == list(range(len(select)))
+            instances = queryset._iterable_class is ModelIterable  # not a `values_list()`
+            if instances:
+                klass_info = compiler.klass_info
+                assert klass_info is not None and klass_info["model"] is self.model
+                assert list(klass_info["select_fields"]) == list(range(len(select)))
             converters = compiler.get_converters([column for column, _, _ in select])
             compiled = _Compiled(
                 sql=sql,
                 param_names=tuple(names_of[value] for value in values),
-                columns=tuple(column.target.attname for column, _, _ in select),
+                columns=tuple(column.target.attname for column, _, _ in select)
+                if instances
+                else (),
                 converters=tuple(
                     (position, tuple(functions), expression)
                     for position, (functions, expression) in sorted(converters.items())
@@ -117,6 +123,10 @@ class FixedQuery(Generic[M]):
     ) -> list[dict[str, Any]]:
         columns, rows = self._rows(shape, values, using)
         return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def tuples(self, shape: Hashable = None, *, using: str = "default", **values: str) -> list[Any]:
+        """The rows of a `values_list()` queryset, each a sequence of its values."""
+        return self._rows(shape, values, using)[1]
 
 
 @contextmanager

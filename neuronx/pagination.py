@@ -1,8 +1,9 @@
 """Cursor pagination: `?limit=` (1–200, default 50) and an opaque `?cursor=`."""
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import QuerySet
 from rest_framework import exceptions as drf_exceptions
@@ -10,6 +11,7 @@ from rest_framework import pagination
 from rest_framework.request import Request
 
 from neuronx import errors
+from neuronx.renderers import JsonText
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -25,6 +27,15 @@ class FixedPages:
 
     orm: Callable[[], QuerySet[Any]]
     fetch: Callable[..., list[dict[str, Any]]]
+    # The same rows as `RowText`s, where the database writes them as JSON text: `fetch_json`
+    # takes `fetch`'s arguments, and gives each row as `json_output` renders it.
+    fetch_json: Callable[..., list["RowText"]] | None = None
+    json_output: type | None = None
+
+
+class RowText(NamedTuple):
+    id: str
+    json: str  # the row as its output serializer and `JsonRenderer` write it
 
 
 class CursorPagination(pagination.CursorPagination):
@@ -34,6 +45,8 @@ class CursorPagination(pagination.CursorPagination):
     cursor_query_param = "cursor"
     # Ids are time-ordered and unique, so they alone give a stable, gap-free order.
     ordering = "-id"
+    # Whether the last page read is of `RowText`s, for `get_paginated_text`.
+    rows_are_text = False
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
@@ -46,11 +59,13 @@ class CursorPagination(pagination.CursorPagination):
         return int(raw)
 
     def paginate_queryset(
-        self, queryset: Any, request: Request, view: Any = None
+        self, queryset: Any, request: Request, view: Any = None, *, output: type | None = None
     ) -> list[Any] | None:
         """DRF's keyset pagination; on `FixedPages` the page query is their `fetch`, with the
         same rows and positions as the ORM query DRF builds (cursors with an offset, which only
-        a repeated position needs, take DRF's own path)."""
+        a repeated position needs, take DRF's own path), or their `fetch_json` for a page to be
+        rendered by `output` if they have its rows as text."""
+        self.rows_are_text = False
         if not isinstance(queryset, FixedPages):
             return super().paginate_queryset(queryset, request, view)
         if getattr(view, "filter_backends", None):  # an ordering filter may reorder the rows
@@ -75,7 +90,14 @@ class CursorPagination(pagination.CursorPagination):
         bound: dict[str, Any] = {}
         if current_position is not None:
             bound["before" if reverse is False else "after"] = current_position
-        results = queryset.fetch(descending=not reverse, limit=self.page_size + 1, **bound)
+        fetch: Callable[..., list[Any]] = queryset.fetch
+        if (
+            queryset.fetch_json is not None
+            and output is not None
+            and output is queryset.json_output
+        ):
+            fetch, self.rows_are_text = queryset.fetch_json, True
+        results = fetch(descending=not reverse, limit=self.page_size + 1, **bound)
         self.page = list(results[: self.page_size])
 
         following_position: Any
@@ -105,6 +127,13 @@ class CursorPagination(pagination.CursorPagination):
         if (self.has_previous or self.has_next) and self.template is not None:
             self.display_page_controls = True
         return self.page
+
+    def get_paginated_text(self, rows: list[RowText]) -> JsonText:
+        """`get_paginated_response`'s document for a page of `RowText`s, as JSON text."""
+        links = self.get_next_link(), self.get_previous_link()
+        next_link, previous_link = (json.dumps(link, ensure_ascii=False) for link in links)
+        results = ",".join(row.json for row in rows)
+        return JsonText(f'{{"next":{next_link},"previous":{previous_link},"results":[{results}]}}')
 
     def decode_cursor(self, request: Request) -> Any:
         try:

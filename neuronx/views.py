@@ -273,6 +273,10 @@ class ApiViewSet(GenericViewSet):
         return serializer.validated_data
 
     def paginated(self, queryset: Any, serializer_class: type[BaseSerializer]) -> Response:
-        page = self.paginate_queryset(queryset)
+        paginator = self.paginator
+        assert isinstance(paginator, CursorPagination)
+        page = paginator.paginate_queryset(queryset, self.request, self, output=serializer_class)
         assert page is not None
+        if paginator.rows_are_text:  # already rendered as `serializer_class` renders them
+            return Response(paginator.get_paginated_text(page))
         return self.get_paginated_response(serializer_class(page, many=True).data)
