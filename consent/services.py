@@ -5,6 +5,7 @@ from django.db import transaction
 
 from consent.models import ConsentRecord
 from neuronx.context import Actor
+from neuronx.inserts import insert_rows
 
 
 @transaction.atomic(savepoint=False)  # the caller's transaction rolls back on failure
@@ -38,4 +39,4 @@ def consent_append_many(
         )
         for lead_id, record in records
     ]
-    return ConsentRecord.objects.bulk_create(rows)
+    return insert_rows(rows)

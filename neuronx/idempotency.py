@@ -18,11 +18,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
-from django.db import DatabaseError
+from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 from django.utils import timezone
 
 from neuronx import errors
+from neuronx.fixed_sql import statement_cursor
 from neuronx.inserts import insert_unless_conflict
 from neuronx.models import IdempotencyRecord, Tenant
 
@@ -162,12 +163,30 @@ def idempotency_claim(
 def idempotency_complete(
     *, record: IdempotencyRecord, status: int, body: str, headers: dict[str, str]
 ) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        state=IdempotencyRecord.State.COMPLETED,
-        response_status=status,
-        response_body=body,
-        response_headers=headers,
-    )
+    # Every write action's last statement: fixed SQL (prepared where statements are), where
+    # `update()` would compile it and bind the response body into its text for every request.
+    connection = connections[router.db_for_write(IdempotencyRecord)]
+    quote = connection.ops.quote_name
+    values = {
+        "state": IdempotencyRecord.State.COMPLETED.value,
+        "response_status": status,
+        "response_body": body,
+        "response_headers": headers,
+    }
+    fields = {field.name: field for field in IdempotencyRecord._meta.concrete_fields}
+    assignments = ", ".join(f"{quote(str(fields[name].column))} = %s" for name in values)
+    with statement_cursor(connection) as cursor:
+        cursor.execute(
+            f"UPDATE {quote(IdempotencyRecord._meta.db_table)} SET {assignments} "  # noqa: S608  (names are ours)
+            f"WHERE {quote(str(fields['id'].column))} = %s",
+            [
+                *(
+                    fields[name].get_db_prep_save(value, connection)
+                    for name, value in values.items()
+                ),
+                record.pk,
+            ],
+        )
 
 
 def idempotency_release(*, record: IdempotencyRecord) -> None:

@@ -2,6 +2,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from neuronx.context import Actor
+from neuronx.inserts import insert
 from usage.models import DIMENSIONS, UsageEvent
 
 
@@ -15,12 +16,14 @@ def usage_record(*, actor: Actor, dimension: str, quantity: int = 1) -> UsageEve
     assert transaction.get_connection().in_atomic_block, "usage must be recorded inside the action"
     if quantity <= 0:
         return None
-    return UsageEvent.objects.create(
-        tenant=actor.tenant,
-        dimension=dimension,
-        quantity=quantity,
-        occurred_at=timezone.now(),
-        request_id=actor.request_id,
-        api_key=actor.api_key,
-        source=actor.label,
+    return insert(
+        UsageEvent(
+            tenant=actor.tenant,
+            dimension=dimension,
+            quantity=quantity,
+            occurred_at=timezone.now(),
+            request_id=actor.request_id,
+            api_key=actor.api_key,
+            source=actor.label,
+        )
     )

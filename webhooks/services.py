@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from neuronx import errors
 from neuronx.context import Actor
+from neuronx.inserts import insert
 from neuronx.models import Tenant
 from webhooks.events import ALL_TYPES, CATALOG, SUBSCRIBABLE
 from webhooks.models import Delivery, DeliveryStatus, Event, WebhookSubscription
@@ -41,9 +42,7 @@ def event_publish(*, actor: Actor, type: str, data: dict[str, Any]) -> Event:
     """
     assert type in CATALOG and CATALOG[type].subscribable, type
     assert transaction.get_connection().in_atomic_block, "events must be published in the action"
-    event = Event.objects.create(
-        tenant=actor.tenant, type=type, data=data, request_id=actor.request_id
-    )
+    event = insert(Event(tenant=actor.tenant, type=type, data=data, request_id=actor.request_id))
     transaction.on_commit(partial(_dispatch_enqueue, [event.id]), robust=True)
     return event
 
