@@ -64,26 +64,22 @@ def test_a_conflicting_insert_writes_nothing_and_the_transaction_goes_on(alice):
     assert Lead.objects.get(pk=first.pk).first_name == "Ada"
 
 
-def test_a_claim_gets_its_automatic_key_from_the_database(alice):
-    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    claim = IdempotencyRecord(
-        tenant=alice.tenant,
+def _claim(api, fingerprint: str) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        tenant=api.tenant,
         key="k-1",
-        fingerprint="f",
+        fingerprint=fingerprint,
         method="POST",
         path="/v1/leads",
-        locked_at=now,
+        locked_at=datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
     )
+
+
+def test_a_claim_gets_its_automatic_key_from_the_database(alice):
+    claim = _claim(alice, "f")
     assert insert_unless_conflict(claim)
     assert claim.pk == IdempotencyRecord.objects.get(key="k-1").pk
-    again = IdempotencyRecord(
-        tenant=alice.tenant,
-        key="k-1",
-        fingerprint="g",
-        method="POST",
-        path="/v1/leads",
-        locked_at=now,
-    )
+    again = _claim(alice, "g")
     assert not insert_unless_conflict(again)
     assert again.pk is None
     assert IdempotencyRecord.objects.get(key="k-1").fingerprint == "f"
