@@ -86,6 +86,38 @@ def _document(text: str | None) -> str:
     return _ENCODE(_DECODE(text))
 
 
+# A row version as PostgreSQL tells it: the transaction that wrote the row (`xmin`) and where it
+# is (`ctid`). Every write of a row is a new version, with the writing transaction's `xmin` and a
+# `ctid` of its own; two versions written by one transaction have different `ctid`s, and only
+# the last of them outlives it. (A table rewrite, VACUUM FULL or CLUSTER, moves rows to new
+# `ctid`s: it could give a row the `ctid` of a version of itself that the same transaction wrote
+# and replaced, and that a process had read from inside that transaction, which the API never
+# does; `xmin` repeats after 2^32 transactions.)
+_VERSION = "%(table)s.xmin::text || ':' || %(table)s.ctid::text"
+
+
+def row_version(model: type[Model]) -> Func:
+    """The expression of a row's version, PostgreSQL only."""
+    return _sql(_VERSION % {"table": f'"{model._meta.db_table}"'})
+
+
+class RowTexts:
+    """Rows' JSON texts by row and version, in a process: a row that has not changed since a
+    process last wrote it as JSON is not written again. Up to `size` rows, then emptied."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self.texts: dict[tuple[str, str], str] = {}
+
+    def get(self, key: tuple[str, str]) -> str | None:
+        return self.texts.get(key)
+
+    def put(self, key: tuple[str, str], text: str) -> None:
+        if len(self.texts) >= self.size:
+            self.texts.clear()
+        self.texts[key] = text
+
+
 @cache
 def json_row(output: type[serializers.ModelSerializer]) -> JsonRowSql | None:
     """The row expressions of `output`'s model for `output`'s rendering; None if it has a field

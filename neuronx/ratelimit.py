@@ -24,6 +24,7 @@ from django_redis.cache import RedisCache
 from redis.exceptions import NoScriptError, ResponseError
 
 from neuronx.models import ApiKey
+from neuronx.redis_direct import direct_redis
 
 logger = logging.getLogger("neuronx.ratelimit")
 
@@ -100,12 +101,13 @@ def rate_count_ahead(
         script = _count_script(redis)
         # EVALSHA, not the script object: redis-py would check that the script exists first, in
         # a round trip of its own. A server that lost it (restarted) gets it loaded and run again.
-        raw, count = _round_trip(
-            redis,
-            [
-                ("GET", client.make_key(read)),
-                ("EVALSHA", script.sha, 1, key, period + EXPIRATION_FUDGE),
-            ],
+        commands = [
+            ("GET", client.make_key(read)),
+            ("EVALSHA", script.sha, 1, key, period + EXPIRATION_FUDGE),
+        ]
+        direct = direct_redis(redis)
+        raw, count = (
+            direct.round_trip(commands) if direct is not None else _round_trip(redis, commands)
         )
         if isinstance(count, NoScriptError):
             count = script(keys=[key], args=[period + EXPIRATION_FUDGE])
@@ -192,9 +194,9 @@ def _redis_usage(
 
 def _round_trip(redis: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """The raw replies to `commands`, sent together on one of the client's pooled connections
-    (a reply that is an error is returned, not raised). What a redis-py pipeline does, without
-    the machinery around it (its retries, hooks and reply callbacks), which costs this hot path
-    more than the round trip itself."""
+    (a reply that is an error is returned, not raised), where `direct_redis` has no connection
+    of that kind (TLS). What a redis-py pipeline does, without the machinery around it (its
+    retries, hooks and reply callbacks), which costs this hot path more than the round trip."""
     pool = redis.connection_pool
     connection = pool.get_connection()
     try:
@@ -218,9 +220,19 @@ def _counter_key(
 ) -> tuple[str, int]:
     """django-ratelimit's counter of `caller` for the current window, and the window's end."""
     window = _get_window(caller, period)
-    return client.make_key(
-        _make_cache_key(f"neuronx:{rate_class}", window, rate, caller, ALL)
-    ), window
+    memo = (client, rate_class, caller, rate, window)
+    key = _COUNTER_KEYS.get(memo)
+    if key is None:
+        if len(_COUNTER_KEYS) >= 4096:  # windows gone by, and callers seen once
+            _COUNTER_KEYS.clear()
+        key = _COUNTER_KEYS[memo] = client.make_key(
+            _make_cache_key(f"neuronx:{rate_class}", window, rate, caller, ALL)
+        )
+    return key, window
+
+
+# The counter keys of the current windows: each is a hash (django-ratelimit's), made once.
+_COUNTER_KEYS: dict[tuple[Any, str, str, str, int], str] = {}
 
 
 _scripts: dict[int, Any] = {}

@@ -9,7 +9,7 @@ from gtm_api.models import Lead
 from gtm_api.serializers import LeadOutput
 from neuronx import errors
 from neuronx.fixed_sql import FixedQuery
-from neuronx.json_rows import JsonRowSql, json_row
+from neuronx.json_rows import JsonRowSql, RowTexts, json_row, row_version
 from neuronx.models import Tenant
 from neuronx.pagination import FixedPages, RowText
 
@@ -82,20 +82,31 @@ def _lead_page_query(shape: tuple[bool, str | None, int], p: dict[str, str]) -> 
     return leads[:limit]
 
 
+def _lead_page_versions_query(
+    shape: tuple[bool, str | None, int], p: dict[str, str]
+) -> QuerySet[Lead, tuple[Any, ...]]:
+    return (
+        _lead_page_query(shape, p).annotate(version=row_version(Lead)).values_list("id", "version")
+    )
+
+
 def _lead_page_json_query(
     shape: tuple[bool, str | None, int], p: dict[str, str]
 ) -> QuerySet[Lead, tuple[Any, ...]]:
     row = json_row(LeadOutput)
     assert row is not None
-    return _lead_page_query(shape, p).values_list("id", *row.expressions)
+    return _lead_page_versions_query(shape, p).values_list("id", "version", *row.expressions)
 
 
 # A page of a tenant's leads (`GET /v1/leads`, unfiltered), compiled once per page size and
 # direction; rendered from plain rows, as model instances would be, or read as `LeadOutput`'s
-# JSON text (PostgreSQL). Not prepared statements: a generic plan cannot be the best one for a
-# small tenant's page and a large one's alike.
+# JSON text (PostgreSQL): the rows' versions first, then, unless this process has the JSON text
+# of each of those versions already, the page again with its rows as JSON text. Not prepared
+# statements: a generic plan cannot be the best one for a small tenant's page and a large one's.
 _LEAD_PAGE = FixedQuery(Lead, ("tenant_id", "position"), _lead_page_query)
+_LEAD_PAGE_VERSIONS = FixedQuery(Lead, ("tenant_id", "position"), _lead_page_versions_query)
 _LEAD_PAGE_JSON = FixedQuery(Lead, ("tenant_id", "position"), _lead_page_json_query)
+_LEAD_TEXTS = RowTexts()
 
 
 def _lead_page(
@@ -116,8 +127,16 @@ def _lead_page(
     shape = (descending, bound, limit)
     if not as_json:
         return _LEAD_PAGE.dicts(shape, **values)
-    render = JsonRowSql.render
-    return [RowText(row[0], render(row[1:])) for row in _LEAD_PAGE_JSON.tuples(shape, **values)]
+    versions = _LEAD_PAGE_VERSIONS.tuples(shape, **values)
+    texts = [_LEAD_TEXTS.get((lead_id, version)) for lead_id, version in versions]
+    if None not in texts:
+        return [RowText(row[0], text) for row, text in zip(versions, texts, strict=True)]
+    page = []
+    for lead_id, version, *parts in _LEAD_PAGE_JSON.tuples(shape, **values):
+        text = JsonRowSql.render(parts)
+        _LEAD_TEXTS.put((lead_id, version), text)
+        page.append(RowText(lead_id, text))
+    return page
 
 
 def lead_find_duplicate(

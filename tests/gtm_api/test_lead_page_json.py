@@ -111,8 +111,11 @@ def _drf_page(tenant: Tenant, url: str, output: type = LeadOutput) -> bytes:
 
 
 def _read_as_text(queries: CaptureQueriesContext) -> bool:
-    (page,) = [query["sql"] for query in queries if 'FROM "gtm_api_lead"' in query["sql"]]
-    return "to_json" in page
+    """Whether the page was read as JSON text (its rows' versions, then, unless they were read
+    before, the rows as JSON text) rather than as rows."""
+    pages = [query["sql"] for query in queries if 'FROM "gtm_api_lead"' in query["sql"]]
+    assert pages
+    return "xmin" in pages[0] and (len(pages) == 1 or "to_json" in pages[1])
 
 
 @pytest.mark.parametrize("limit", [1, 3, 50, 200])
@@ -143,6 +146,46 @@ def test_every_page_forward_and_back_is_drfs(
         back = [lead["id"] for lead in page["results"]] + back
         url = page["previous"]
     assert back + [lead["id"] for lead in last["results"]] == seen
+
+
+def test_a_page_read_again_is_one_query_of_its_rows_versions(
+    alice: Any, leads: list[Lead], json_rows: bool
+) -> None:
+    url = "/v1/leads?limit=3"
+    reads = []
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as queries:
+            response = alice.get(url)
+        assert response.content == _drf_page(alice.tenant, url)
+        reads.append([query["sql"] for query in queries if 'FROM "gtm_api_lead"' in query["sql"]])
+    # As JSON text: the versions, then the rows as text; then only the versions.
+    assert [len(read) for read in reads] == ([2, 1, 1] if json_rows else [1, 1, 1])
+
+
+def test_a_lead_changed_since_its_page_was_read_is_read_as_it_is_now(
+    alice: Any, leads: list[Lead], json_rows: bool
+) -> None:
+    url = "/v1/leads?limit=50"
+    assert alice.get(url).content == _drf_page(alice.tenant, url)
+    changed, removed = leads[3], leads[4]
+    # Written in ways that send no signal and leave `updated_at` as it was.
+    Lead.objects.filter(pk=changed.pk).update(first_name="Changed by an update")
+    Lead.objects.filter(pk=removed.pk).delete()
+    added = LeadFactory(tenant=alice.tenant, first_name="Added")
+    response = alice.get(url)
+    assert response.content == _drf_page(alice.tenant, url)
+    names = {lead["id"]: lead["first_name"] for lead in response.json()["results"]}
+    assert names[changed.pk] == "Changed by an update"
+    assert removed.pk not in names and names[added.pk] == "Added"
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE gtm_api_lead SET attributes = %s WHERE id = %s", ['{"by": "SQL"}', changed.pk]
+        )
+    response = alice.get(url)
+    assert response.content == _drf_page(alice.tenant, url)
+    (lead,) = [lead for lead in response.json()["results"] if lead["id"] == changed.pk]
+    assert lead["attributes"] == {"by": "SQL"}
 
 
 def test_every_kind_of_value_is_in_the_pages(alice: Any, leads: list[Lead]) -> None:
