@@ -109,8 +109,15 @@ class RowTexts:
         self.size = size
         self.texts: dict[tuple[str, str], str] = {}
 
-    def get(self, key: tuple[str, str]) -> str | None:
-        return self.texts.get(key)
+    def every(self, keys: Sequence[tuple[str, str]]) -> list[str] | None:
+        """The texts of all of `keys`, or None if some are not here."""
+        found = []
+        for key in keys:
+            text = self.texts.get(key)
+            if text is None:
+                return None
+            found.append(text)
+        return found
 
     def put(self, key: tuple[str, str], text: str) -> None:
         if len(self.texts) >= self.size:

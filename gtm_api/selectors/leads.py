@@ -127,10 +127,12 @@ def _lead_page(
     shape = (descending, bound, limit)
     if not as_json:
         return _LEAD_PAGE.dicts(shape, **values)
-    versions = _LEAD_PAGE_VERSIONS.tuples(shape, **values)
-    texts = [_LEAD_TEXTS.get((lead_id, version)) for lead_id, version in versions]
-    if None not in texts:
-        return [RowText(row[0], text) for row, text in zip(versions, texts, strict=True)]
+    versions = [
+        (lead_id, version) for lead_id, version in _LEAD_PAGE_VERSIONS.tuples(shape, **values)
+    ]
+    texts = _LEAD_TEXTS.every(versions)
+    if texts is not None:
+        return [RowText(key[0], text) for key, text in zip(versions, texts, strict=True)]
     page = []
     for lead_id, version, *parts in _LEAD_PAGE_JSON.tuples(shape, **values):
         text = JsonRowSql.render(parts)
