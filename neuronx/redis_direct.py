@@ -1,12 +1,12 @@
 """The request path's Redis round trip on a plain socket, without redis-py's machinery around it.
 
 Every authenticated request reads its API key's cache entry and counts itself against its rate
-limit in one Redis round trip (`neuronx.ratelimit.rate_count_ahead`). Through a pooled redis-py 8
-connection that round trip cost a worker about 170 µs of CPU: packing the commands, the pool's
-bookkeeping, observability hooks and the reply parser. Written to and read from the socket
-directly, it costs about 25 µs, most of it the kernel's.
+limit in one Redis round trip (`neuronx.ratelimit.rate_count_ahead`). On a pooled redis-py 8
+connection, packing the commands, the pool's bookkeeping, observability hooks and the reply
+parser cost more of a worker's CPU than the round trip itself: `rate_count_ahead` took about
+170 µs of CPU that way, and takes about 90 µs on a socket written to and read from directly.
 
-`DirectRedis` is that socket: one per process and cache, speaking RESP2, for commands that are
+`DirectRedis` is that socket: one per process, thread and cache, speaking RESP2, for commands
 sent together and answered together. It connects with the cache's own connection settings (host
 and port or Unix socket path, database, username and password, timeouts); `direct_redis` gives
 None for any other kind of connection (TLS, a credential provider), which then keeps redis-py.
@@ -18,6 +18,7 @@ raises redis-py's `ConnectionError`, so callers treat it as they treat redis-py'
 import os
 import socket
 import struct
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -164,15 +165,21 @@ def _parse(data: bytes, position: int) -> tuple[Any, int]:
     raise ValueError(f"not a RESP2 reply: {data[position - 2 - len(line) - 1 :][:20]!r}")
 
 
-_DIRECT: dict[int, tuple[Any, DirectRedis | None]] = {}
+# Per thread: a connection carries one exchange at a time (gunicorn's threaded workers).
+_LOCAL = threading.local()
 
 
 def direct_redis(redis: Any) -> DirectRedis | None:
-    """The direct connection for the server of the redis-py client `redis`, one per process;
-    None if its connections are of a kind `DirectRedis` does not make (TLS, a credential
-    provider)."""
+    """The direct connection for the server of the redis-py client `redis`, one per process
+    and thread; None if its connections are of a kind `DirectRedis` does not make (TLS, a
+    credential provider)."""
     pool = redis.connection_pool
-    known = _DIRECT.get(id(pool))
+    connections: dict[int, tuple[Any, DirectRedis | None]] | None = getattr(
+        _LOCAL, "connections", None
+    )
+    if connections is None:
+        connections = _LOCAL.connections = {}
+    known = connections.get(id(pool))
     if known is not None and known[0] is pool:
         return known[1]
     settings = pool.connection_kwargs
@@ -180,5 +187,5 @@ def direct_redis(redis: Any) -> DirectRedis | None:
     direct = None
     if kind in (Connection, UnixDomainSocketConnection) and not settings.get("credential_provider"):
         direct = DirectRedis(dict(settings), unix=kind is UnixDomainSocketConnection)
-    _DIRECT[id(pool)] = (pool, direct)
+    connections[id(pool)] = (pool, direct)
     return direct

@@ -111,3 +111,13 @@ def test_a_refused_password_is_a_failed_round_trip(server):
 def test_tls_connections_keep_redis_py():
     assert direct_redis(Redis.from_url("rediss://127.0.0.1:6390/0")) is None
     assert direct_redis(Redis.from_url("redis://127.0.0.1:6390/0")) is not None
+
+
+def test_each_thread_has_a_connection_of_its_own(server):
+    here = direct_redis(server)
+    there = []
+    thread = threading.Thread(target=lambda: there.append(direct_redis(server)))
+    thread.start()
+    thread.join()
+    assert here is direct_redis(server)
+    assert there[0] is not None and there[0] is not here
