@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from consent.selectors import consent_history, consent_state
-from gtm_api.selectors.leads import lead_get, lead_list
+from gtm_api.selectors.leads import lead_get, lead_list, lead_text
 from gtm_api.serializers import (
     ConsentBatchInput,
     ConsentLedgerOutput,
@@ -116,6 +116,9 @@ class LeadViewSet(ApiViewSet):
     )
     @read_operation(errors=("not_found",))
     def retrieve(self, request: Request, pk: str) -> Response:
+        text = lead_text(tenant=self.actor.tenant, lead_id=pk)
+        if text is not None:  # already rendered as `LeadOutput` renders the lead
+            return Response(text)
         return Response(LeadOutput(lead_get(tenant=self.actor.tenant, lead_id=pk)).data)
 
     @extend_schema(

@@ -12,6 +12,7 @@ from neuronx.fixed_sql import FixedQuery
 from neuronx.json_rows import JsonRowSql, RowTexts, json_row, row_version
 from neuronx.models import Tenant
 from neuronx.pagination import FixedPages, RowText
+from neuronx.renderers import JsonText
 
 # The lead read on every `GET /v1/leads/{id}` (and before most lead actions), compiled once.
 _LEAD_BY_ID = FixedQuery(
@@ -33,6 +34,30 @@ def lead_get(*, tenant: Tenant, lead_id: str, for_update: bool = False) -> Lead:
     if not found:
         raise errors.NotFound(f"No lead {lead_id!r}.")
     return found[0]
+
+
+def _lead_by_id_json_query(shape: None, p: dict[str, str]) -> QuerySet[Lead, tuple[Any, ...]]:
+    row = json_row(LeadOutput)
+    assert row is not None
+    return Lead.objects.filter(tenant_id=p["tenant_id"], pk=p["lead_id"]).values_list(
+        *row.expressions
+    )
+
+
+# The same read with the lead as `LeadOutput`'s JSON text, written by PostgreSQL.
+_LEAD_BY_ID_JSON = FixedQuery(Lead, ("tenant_id", "lead_id"), _lead_by_id_json_query, prepared=True)
+
+
+def lead_text(*, tenant: Tenant, lead_id: str) -> JsonText | None:
+    """The tenant's lead as `LeadOutput` renders it, written by the database (PostgreSQL), or
+    `not_found`; None where the database cannot write it (then `lead_get` and the serializer)."""
+    row = json_row(LeadOutput)
+    if connection.vendor != "postgresql" or row is None or not row.usable():
+        return None
+    found = _LEAD_BY_ID_JSON.tuples(tenant_id=tenant.pk, lead_id=lead_id)
+    if not found:
+        raise errors.NotFound(f"No lead {lead_id!r}.")
+    return JsonText(JsonRowSql.render(found[0]))
 
 
 def lead_list(

@@ -21,6 +21,7 @@ from neuronx.json_rows import json_row
 from neuronx.models import Tenant
 from neuronx.pagination import CursorPagination
 from neuronx.renderers import JsonRenderer
+from tests.conftest import problem
 from tests.factories import LeadFactory
 
 pytestmark = pytest.mark.django_db
@@ -186,6 +187,23 @@ def test_a_lead_changed_since_its_page_was_read_is_read_as_it_is_now(
     assert response.content == _drf_page(alice.tenant, url)
     (lead,) = [lead for lead in response.json()["results"] if lead["id"] == changed.pk]
     assert lead["attributes"] == {"by": "SQL"}
+
+
+def test_every_lead_read_on_its_own_is_drfs(alice: Any, leads: list[Lead]) -> None:
+    for made in leads:
+        lead = Lead.objects.get(pk=made.pk)  # as stored
+        with CaptureQueriesContext(connection) as queries:
+            response = alice.get(f"/v1/leads/{lead.pk}")
+        assert response.status_code == 200
+        assert response.content == JsonRenderer().render(LeadOutput(lead).data)
+        (read,) = [query["sql"] for query in queries if 'FROM "gtm_api_lead"' in query["sql"]]
+        assert ("to_json" in read) is (connection.vendor == "postgresql")
+    other = Lead.objects.exclude(tenant_id=alice.tenant.pk).get()
+    problem(alice.get(f"/v1/leads/{other.pk}"), 404, "not_found")
+    with timezone.override("Asia/Kolkata"):
+        response = alice.get(f"/v1/leads/{lead.pk}")
+        assert response.content == JsonRenderer().render(LeadOutput(lead).data)
+    assert response.json()["created_at"].endswith("+05:30")
 
 
 def test_every_kind_of_value_is_in_the_pages(alice: Any, leads: list[Lead]) -> None:

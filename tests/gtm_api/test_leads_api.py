@@ -214,7 +214,9 @@ def test_list_query_count_does_not_grow_with_rows(alice):
     few = count()
     for _ in range(30):
         LeadFactory(tenant=alice.tenant)
-    assert count() == few <= 3
+    # New rows on the page: on PostgreSQL, read once more as JSON text after their versions.
+    assert count() <= few + 1 <= 3
+    assert count() == few
 
 
 def test_patch_updates_contact_fields_and_emits_event(alice):
