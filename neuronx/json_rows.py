@@ -11,12 +11,15 @@ serializer with a field of any other kind, `json_row` gives None: DRF renders it
 """
 
 import json
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 from django.db.models import F, Func, Model, TextField
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Cast
@@ -89,10 +92,12 @@ def _document(text: str | None) -> str:
 # A row version as PostgreSQL tells it: the transaction that wrote the row (`xmin`) and where it
 # is (`ctid`). Every write of a row is a new version, with the writing transaction's `xmin` and a
 # `ctid` of its own; two versions written by one transaction have different `ctid`s, and only
-# the last of them outlives it. (A table rewrite, VACUUM FULL or CLUSTER, moves rows to new
-# `ctid`s: it could give a row the `ctid` of a version of itself that the same transaction wrote
-# and replaced, and that a process had read from inside that transaction, which the API never
-# does; `xmin` repeats after 2^32 transactions.)
+# the last of them outlives it. Transaction ids are reused where the database goes back in time
+# (a point-in-time restore, a promoted replica that lagged): `RowTexts` forget every row when a
+# connection finds a server other than the last one (by its start time). Left aside: a table
+# rewrite (VACUUM FULL, CLUSTER) could give a row the `ctid` of a version of itself that the same
+# transaction wrote and replaced, and that a process read from inside that transaction, which
+# the API never does; `xmin` repeats after 2^32 transactions.
 _VERSION = "%(table)s.xmin::text || ':' || %(table)s.ctid::text"
 
 
@@ -103,26 +108,57 @@ def row_version(model: type[Model]) -> Func:
 
 class RowTexts:
     """Rows' JSON texts by row and version, in a process: a row that has not changed since a
-    process last wrote it as JSON is not written again. Up to `size` rows, then emptied."""
+    process last wrote it as JSON is not written again. Up to `limit` characters of text, then
+    emptied."""
 
-    def __init__(self, size: int = 8192) -> None:
-        self.size = size
+    def __init__(self, limit: int = 8_000_000) -> None:
+        self.limit = limit
         self.texts: dict[tuple[str, str], str] = {}
+        self.size = 0
+        _ROW_TEXTS.add(self)
 
     def every(self, keys: Sequence[tuple[str, str]]) -> list[str] | None:
         """The texts of all of `keys`, or None if some are not here."""
-        found = []
+        texts, found = self.texts, []
         for key in keys:
-            text = self.texts.get(key)
+            text = texts.get(key)
             if text is None:
                 return None
             found.append(text)
         return found
 
     def put(self, key: tuple[str, str], text: str) -> None:
-        if len(self.texts) >= self.size:
-            self.texts.clear()
+        if self.size + len(text) > self.limit:
+            self.clear()
         self.texts[key] = text
+        self.size += len(text)
+
+    def clear(self) -> None:
+        self.texts, self.size = {}, 0
+
+
+_ROW_TEXTS: "weakref.WeakSet[RowTexts]" = weakref.WeakSet()
+_SERVERS: dict[str, object] = {}  # connection alias -> the server's start time
+
+
+def server_seen(alias: str, started: object) -> None:
+    """A connection of `alias` found the server that started at `started`: if another one
+    answered before, the rows read from it may have versions this one gives to other rows."""
+    if _SERVERS.get(alias, started) != started:
+        for texts in list(_ROW_TEXTS):
+            texts.clear()
+    _SERVERS[alias] = started
+
+
+def _connection_created(sender: object, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_postmaster_start_time()")
+            (started,) = cursor.fetchone()
+        server_seen(connection.alias, started)
+
+
+connection_created.connect(_connection_created, dispatch_uid="neuronx.json_rows.server_seen")
 
 
 @cache

@@ -114,9 +114,10 @@ def rate_count_ahead(
         if isinstance(raw, Exception) or isinstance(count, Exception):
             return None
         entry = None if raw is None else client.decode(raw)
+        counted = CountedAhead(caller, rate, int(count), window - int(time.time()))
     except Exception:
         return None
-    return CountedAhead(caller, rate, int(count), window - int(time.time())), entry
+    return counted, entry
 
 
 def rate_consume(

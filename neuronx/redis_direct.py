@@ -9,12 +9,14 @@ parser cost more of a worker's CPU than the round trip itself: `rate_count_ahead
 `DirectRedis` is that socket: one per process, thread and cache, speaking RESP2, for commands
 sent together and answered together. It connects with the cache's own connection settings (host
 and port or Unix socket path, database, username and password, timeouts); `direct_redis` gives
-None for any other kind of connection (TLS, a credential provider), which then keeps redis-py.
+None for any other kind of connection (TLS, a credential provider), and for one whose setup the
+server refused (logged once), which then keep redis-py.
 Timeouts are the kernel's (`SO_RCVTIMEO`, `SO_SNDTIMEO`), so the blocking socket needs no poll
 before each read. Any failure closes the socket, to be opened again by the next call, and
 raises redis-py's `ConnectionError`, so callers treat it as they treat redis-py's.
 """
 
+import logging
 import os
 import socket
 import struct
@@ -28,6 +30,8 @@ from redis.exceptions import NoScriptError, ResponseError
 
 Command = Sequence[str | bytes | int]
 
+logger = logging.getLogger("neuronx.redis")
+
 
 class _Incomplete(Exception):
     """The replies read so far end before the last one does."""
@@ -39,6 +43,9 @@ class DirectRedis:
         self.unix = unix
         self.sock: socket.socket | None = None
         self.pid = os.getpid()
+        # The server refused to authenticate it or to select its database as given, where
+        # redis-py's connections may know better (AUTH without a username on Redis 5).
+        self.refused = False
 
     def round_trip(self, commands: Sequence[Command]) -> list[Any]:
         """The replies to `commands`, sent together: bytes, integers, lists and None as RESP2
@@ -52,6 +59,9 @@ class DirectRedis:
         except (OSError, _Incomplete, ValueError) as error:
             self.close()
             raise RedisConnectionError(f"Redis round trip failed: {error!r}") from error
+        except BaseException:
+            self.close()  # replies may be on their way: the next exchange must not read them
+            raise
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
@@ -78,12 +88,11 @@ class DirectRedis:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
         setup: list[Command] = []
-        if settings.get("password") is not None:
-            username = settings.get("username")
-            credentials = (
-                [settings["password"]] if username is None else [username, settings["password"]]
+        username, password = settings.get("username"), settings.get("password")
+        if username or password:  # as redis-py authenticates
+            setup.append(
+                ["AUTH", username, password or ""] if username else ["AUTH", str(password)]
             )
-            setup.append(["AUTH", *credentials])
         if settings.get("db"):
             setup.append(["SELECT", settings["db"]])
         try:
@@ -93,6 +102,12 @@ class DirectRedis:
             raise
         if refused:
             sock.close()
+            self.refused = True
+            logger.warning(
+                "Redis refused the direct connection's setup (%s); redis-py's connections "
+                "carry the request path's round trip instead",
+                refused[0],
+            )
             raise OSError(f"the Redis server refused the connection's setup: {refused[0]}")
         self.sock = sock
         return sock
@@ -181,7 +196,8 @@ def direct_redis(redis: Any) -> DirectRedis | None:
         connections = _LOCAL.connections = {}
     known = connections.get(id(pool))
     if known is not None and known[0] is pool:
-        return known[1]
+        direct = known[1]
+        return None if direct is None or direct.refused else direct
     settings = pool.connection_kwargs
     kind = pool.connection_class
     direct = None

@@ -17,7 +17,8 @@ from rest_framework.test import APIRequestFactory
 from gtm_api.models import Lead, Stage
 from gtm_api.selectors.leads import lead_list
 from gtm_api.serializers import LeadOutput
-from neuronx.json_rows import json_row
+from neuronx import json_rows as json_rows_module
+from neuronx.json_rows import RowTexts, json_row, server_seen
 from neuronx.models import Tenant
 from neuronx.pagination import CursorPagination
 from neuronx.renderers import JsonRenderer
@@ -323,3 +324,71 @@ def test_a_serializer_with_rendering_rules_of_its_own_is_rendered_by_drf() -> No
 
     assert json_row(LeadOutput) is not None
     assert json_row(Output) is None
+
+
+def _position(lead: Lead) -> str | None:
+    """Where PostgreSQL keeps the lead's current version (its `ctid`); None elsewhere."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT ctid::text FROM gtm_api_lead WHERE id = %s", [lead.pk])
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_version_written_where_an_earlier_one_was_is_read_as_it_is_now(alice: Any) -> None:
+    # Committed writes, each its own transaction: VACUUM frees an old version's place, and a
+    # later version of the same lead takes it (PostgreSQL), with another `xmin`.
+    def vacuum() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM gtm_api_lead" if connection.vendor == "postgresql" else "VACUUM")
+
+    lead = LeadFactory(tenant=alice.tenant, first_name="Version 0")
+    vacuum()  # the rows earlier tests left behind: their places are free
+    Lead.objects.filter(pk=lead.pk).update(first_name="Version 1")  # into the first free place
+    url = "/v1/leads?limit=5"
+    assert alice.get(url).json()["results"][0]["first_name"] == "Version 1"
+    read_at = _position(lead)
+    for version in range(2, 12):
+        Lead.objects.filter(pk=lead.pk).update(first_name=f"Version {version}")
+        vacuum()
+        if _position(lead) == read_at:
+            break
+    assert _position(lead) == read_at  # the place of the version read above, on PostgreSQL
+    response = alice.get(url)
+    assert response.content == _drf_page(alice.tenant, url)
+    assert response.json()["results"][0]["first_name"] == f"Version {version}"
+
+
+def test_row_texts_hold_so_much_text_then_start_again() -> None:
+    texts = RowTexts(limit=10)
+    texts.put(("a", "1"), "12345")
+    texts.put(("b", "1"), "67890")
+    assert texts.every([("a", "1"), ("b", "1")]) == ["12345", "67890"]
+    texts.put(("c", "1"), "x")  # 11 characters: emptied first
+    assert texts.every([("a", "1")]) is None
+    assert texts.every([("c", "1")]) == ["x"]
+    assert texts.every([]) == []
+
+
+def test_rows_read_from_another_server_are_forgotten() -> None:
+    texts = RowTexts()
+    texts.put(("a", "1"), "text")
+    server_seen("elsewhere", "started at noon")
+    server_seen("elsewhere", "started at noon")  # the same server again: kept
+    assert texts.every([("a", "1")]) == ["text"]
+    server_seen("elsewhere", "started at one")  # restored, failed over: another server
+    assert texts.every([("a", "1")]) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_new_connection_tells_which_server_it_found() -> None:
+    texts = RowTexts()
+    texts.put(("a", "1"), "text")
+    connection.close()
+    connection.ensure_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_postmaster_start_time()")
+            assert json_rows_module._SERVERS[connection.alias] == cursor.fetchone()[0]
+    assert texts.every([("a", "1")]) == ["text"]  # the same server: nothing forgotten

@@ -98,14 +98,34 @@ def test_a_server_that_does_not_answer_times_out():
     listener.close()
 
 
-def test_a_refused_password_is_a_failed_round_trip(server):
-    host, port = (
-        server.connection_pool.connection_kwargs["host"],
-        server.connection_pool.connection_kwargs["port"],
-    )
-    settings = {"host": host, "port": port, "password": "wrong", "socket_timeout": 1}
+def test_a_refused_password_leaves_the_round_trip_to_redis_py(server, caplog):
+    settings = server.connection_pool.connection_kwargs
+    refused = Redis(host=settings["host"], port=settings["port"], password="wrong")
+    direct = direct_redis(refused)
+    assert direct is not None
     with pytest.raises(RedisConnectionError):
-        DirectRedis(settings, unix=False).round_trip([("PING",)])
+        direct.round_trip([("PING",)])
+    assert direct.refused and direct.sock is None
+    assert direct_redis(refused) is None  # from now on
+    (warning,) = [r for r in caplog.records if r.name == "neuronx.redis"]
+    assert "refused the direct connection's setup" in warning.getMessage()
+
+
+def test_an_interrupted_exchange_closes_the_connection(server, monkeypatch):
+    direct = direct_redis(server)
+    assert direct is not None
+    direct.round_trip([("PING",)])
+
+    def interrupted(sock, commands):
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        raise KeyboardInterrupt  # after the command went out, before its reply was read
+
+    monkeypatch.setattr("neuronx.redis_direct._exchange", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        direct.round_trip([("PING",)])
+    monkeypatch.undo()
+    assert direct.sock is None
+    assert direct.round_trip([("INCR", "direct:count")]) == [1]  # not the lost PING's reply
 
 
 def test_tls_connections_keep_redis_py():
