@@ -313,6 +313,7 @@ def cleanup(tenants: list[Tenant]) -> None:
             cursor.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [ids])
         # The deleted leads were the newest, at the head of every page the list reads: left for
         # autovacuum (which waits for a fifth of the table to be dead), each run's would be
-        # walked over by the next run's pages.
+        # walked over by the next run's pages. INDEX_CLEANUP ON: with dead rows on fewer than
+        # 2 % of its pages, VACUUM leaves the index entries that point at them in place.
         tables = ", ".join(("gtm_api_lead", "consent_consentrecord", *REQUEST_TABLES))
-        cursor.execute(f"VACUUM (ANALYZE) {tables}")
+        cursor.execute(f"VACUUM (ANALYZE, INDEX_CLEANUP ON) {tables}")
