@@ -10,10 +10,11 @@ from gtm_api.api.status import LeadStatusViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("leads", LeadViewSet, basename="lead")
-# Lifecycle actions on a lead (/v1/leads/{id}/qualify, /route, /status), one viewset per category.
+# Lifecycle actions on a lead (/v1/leads/{id}/status, /qualify, /route), one viewset per
+# category; the status read, the most requested, first of them.
+router.register("leads", LeadStatusViewSet, basename="lead-status")
 router.register("leads", QualificationViewSet, basename="lead-qualification")
 router.register("leads", RoutingViewSet, basename="lead-routing")
-router.register("leads", LeadStatusViewSet, basename="lead-status")
 router.register("appointments", AppointmentViewSet, basename="appointment")
 router.register("payments", PaymentViewSet, basename="payment")
 router.register("lead-imports", LeadImportViewSet, basename="lead-import")

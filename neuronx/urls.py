@@ -4,13 +4,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from neuronx.health import healthz, readyz
 from neuronx.problems import not_found_view
 
+# The API's routes first: Django tries the patterns in order, and they take nearly every request.
 urlpatterns = [
+    path("v1/", include("gtm_api.urls")),
+    path("v1/", include("webhooks.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("v1/", include("gtm_api.urls")),
-    path("v1/", include("webhooks.urls")),
     # Anything else is a problem document, not Django's HTML page, whatever DEBUG says.
     re_path(r"^.*$", not_found_view),
 ]

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -229,7 +229,8 @@ def _rows_per_table(*, tenant: Tenant, lead_id: str) -> LeadStatusRows:
 
 
 def _rows_in_one_query(*, tenant: Tenant, lead_id: str) -> LeadStatusRows:
-    with statement_cursor(connection) as cursor:
+    # The connection itself, not the `connection` proxy, which looks it up on each attribute.
+    with statement_cursor(connections[DEFAULT_DB_ALIAS]) as cursor:
         cursor.execute(_ONE_QUERY, [tenant.pk, lead_id])
         found = cursor.fetchone()
     if found is None:
@@ -255,7 +256,7 @@ def _assemble(
     )
     lead_id, stage, score, owner, case_id, case_opened_at = lead
     ledger = [
-        ConsentRecord.from_db(connection.alias, CONSENTS.fields, tuple(row.values()))
+        ConsentRecord.from_db(DEFAULT_DB_ALIAS, CONSENTS.fields, tuple(row.values()))
         for row in consents
     ]
     states = consent_state(lead=lead_id, history=ledger)
