@@ -24,6 +24,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.cache import caches
+from django_redis.cache import RedisCache
 from redis.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -205,3 +207,23 @@ def direct_redis(redis: Any) -> DirectRedis | None:
         direct = DirectRedis(dict(settings), unix=kind is UnixDomainSocketConnection)
     connections[id(pool)] = (pool, direct)
     return direct
+
+
+def cache_add(alias: str, key: str, value: Any, timeout: float) -> bool:
+    """`cache.add(key, value, timeout=timeout)` on the cache `alias`: on a django-redis cache,
+    in one round trip on the direct connection where its connections allow one; whether the
+    entry was absent (and now is `value` for `timeout` seconds)."""
+    cache = caches[alias]
+    if not isinstance(cache, RedisCache):
+        return bool(cache.add(key, value, timeout=timeout))
+    client = cache.client
+    direct = direct_redis(client.get_client(write=True))
+    if direct is None:
+        return bool(cache.add(key, value, timeout=timeout))
+    milliseconds = max(int(timeout * 1000), 1)
+    (reply,) = direct.round_trip(
+        [("SET", client.make_key(key), client.encode(value), "NX", "PX", milliseconds)]
+    )
+    if isinstance(reply, Exception):
+        raise reply
+    return reply is not None

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from celery import current_app, shared_task
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache
 
+from neuronx.redis_direct import cache_add
 from webhooks import delivery, dispatch
 
 logger = logging.getLogger("webhooks.tasks")
@@ -72,7 +73,9 @@ def dispatch_enqueue(event_ids: Sequence[str]) -> None:
     batches: list[list[str]]
     if _coalescing():
         try:
-            if not cache.add(DISPATCH_QUEUED_KEY, 1, timeout=DISPATCH_QUEUED_SECONDS):
+            if not cache_add(
+                DEFAULT_CACHE_ALIAS, DISPATCH_QUEUED_KEY, 1, timeout=DISPATCH_QUEUED_SECONDS
+            ):
                 return  # a queued task has not started reading yet: it will see these
             batches = [[]]
         except Exception:

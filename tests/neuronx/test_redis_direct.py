@@ -6,11 +6,12 @@ import threading
 import time
 
 import pytest
+from django.core.cache import caches
 from redis import Redis, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from neuronx.redis_direct import DirectRedis, direct_redis
+from neuronx.redis_direct import DirectRedis, cache_add, direct_redis
 
 URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 
@@ -141,3 +142,23 @@ def test_each_thread_has_a_connection_of_its_own(server):
     thread.join()
     assert here is direct_redis(server)
     assert there[0] is not None and there[0] is not here
+
+
+def test_cache_add_sets_only_an_absent_entry_for_its_time(server, settings):
+    settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": URL}}
+    cache = caches["default"]
+    cache.delete("direct:flag")
+    assert cache_add("default", "direct:flag", 1, timeout=0.5) is True
+    assert cache_add("default", "direct:flag", 2, timeout=0.5) is False
+    assert cache.get("direct:flag") == 1  # as django-redis reads what it writes
+    assert 0 < server.pttl(cache.client.make_key("direct:flag")) <= 500
+    time.sleep(0.6)
+    assert cache_add("default", "direct:flag", 3, timeout=30) is True
+    assert cache.get("direct:flag") == 3
+    cache.delete("direct:flag")
+
+
+def test_cache_add_on_another_cache_is_its_own_add(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert cache_add("default", "direct:flag", 1, timeout=30) is True
+    assert cache_add("default", "direct:flag", 1, timeout=30) is False
