@@ -25,6 +25,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from neuronx.models import ApiKey
 from neuronx.redis_direct import direct_redis
+from neuronx.tenancy import api_key_entry
 
 logger = logging.getLogger("neuronx.ratelimit")
 
@@ -113,7 +114,7 @@ def rate_count_ahead(
             count = script(keys=[key], args=[period + EXPIRATION_FUDGE])
         if isinstance(raw, Exception) or isinstance(count, Exception):
             return None
-        entry = None if raw is None else client.decode(raw)
+        entry = None if raw is None else api_key_entry(raw, client.decode)
         counted = CountedAhead(caller, rate, int(count), window - int(time.time()))
     except Exception:
         return None

@@ -1,5 +1,6 @@
 """API keys are served from the shared cache, and every change still shows on the next request."""
 
+import pickle
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from neuronx.models import ApiKey
 from neuronx.tenancy import (
     _api_key_cache_add,
+    api_key_entry,
     api_key_revoke,
     tenant_set_rate_limit,
 )
@@ -70,3 +72,34 @@ def test_no_cache_when_disabled(alice, settings):
     lead = LeadFactory(tenant=alice.tenant)
     assert queries(alice, f"/v1/leads/{lead.id}") == 2
     assert queries(alice, f"/v1/leads/{lead.id}") == 2
+
+
+def test_an_entry_read_again_is_decoded_once_into_instances_of_its_own(alice):
+    api_key = ApiKey.objects.select_related("tenant").get(pk=alice.api_key.pk)
+    raw = pickle.dumps(api_key)
+    decoded: list[bytes] = []
+
+    def decode(value: bytes) -> object:
+        decoded.append(value)
+        return pickle.loads(value)
+
+    first, second = (api_key_entry(raw, decode) for _ in range(2))
+    assert decoded == [raw]
+    assert first is not second and first.tenant is not second.tenant
+    for copy in (first, second):
+        assert copy.pk == api_key.pk and copy.key_hash == api_key.key_hash
+        assert copy.scopes == api_key.scopes and copy.scopes is not api_key.scopes
+        assert copy.tenant.rate_limits == api_key.tenant.rate_limits
+    first.tenant.rate_limits["read"] = "1/m"  # one request's instances are its own
+    first.scopes.append("everything")
+    third = api_key_entry(raw, decode)
+    assert third.tenant.rate_limits == api_key.tenant.rate_limits
+    assert third.scopes == api_key.scopes
+    with CaptureQueriesContext(connection) as ctx:
+        assert third.tenant.slug == api_key.tenant.slug  # loaded with the key, as unpickled
+    assert len(ctx) == 0
+
+    # Other bytes (the key written again, a tombstone) are decoded afresh.
+    assert api_key_entry(pickle.dumps("changed"), decode) == "changed"
+    assert api_key_entry(pickle.dumps("changed"), decode) == "changed"
+    assert len(decoded) == 3
