@@ -214,7 +214,8 @@ def cache_add(alias: str, key: str, value: Any, timeout: float) -> bool:
     in one round trip on the direct connection where its connections allow one; whether the
     entry was absent (and now is `value` for `timeout` seconds)."""
     cache = caches[alias]
-    if not isinstance(cache, RedisCache):
+    # No expiry, none left, or one under a millisecond: django-redis's own rules.
+    if not isinstance(cache, RedisCache) or not isinstance(timeout, int | float) or timeout < 0.001:
         return bool(cache.add(key, value, timeout=timeout))
     client = cache.client
     direct = direct_redis(client.get_client(write=True))

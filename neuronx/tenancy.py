@@ -202,7 +202,10 @@ def api_key_entry(raw: bytes, decode: Callable[[bytes], Any]) -> Any:
 
 def _copy(instance: M) -> M:
     """Another instance with the same values, as unpickling gives one: its own attributes, model
-    state and related instances, and its own copies of JSON lists and dicts (one level deep)."""
+    state and related instances, and its own copies of JSON lists and dicts (one level deep).
+
+    For what the key cache holds: a key and its tenant (no cycle among related instances),
+    whose JSON fields are flat (`scopes`, a list of names; `rate_limits`, names to rates)."""
     clone = instance.__class__.__new__(instance.__class__)
     values = clone.__dict__
     for name, value in instance.__dict__.items():

@@ -162,3 +162,14 @@ def test_cache_add_on_another_cache_is_its_own_add(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert cache_add("default", "direct:flag", 1, timeout=30) is True
     assert cache_add("default", "direct:flag", 1, timeout=30) is False
+
+
+def test_cache_add_without_a_usable_expiry_follows_django_redis(server, settings):
+    settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": URL}}
+    cache = caches["default"]
+    cache.delete("direct:flag")
+    assert cache_add("default", "direct:flag", 1, timeout=0) == cache.add("direct:flag", 1, 0)
+    assert cache.get("direct:flag") is None  # no time left: nothing stored
+    assert cache_add("default", "direct:flag", 1, timeout=None) is True
+    assert server.pttl(cache.client.make_key("direct:flag")) == -1  # kept without expiry
+    cache.delete("direct:flag")
