@@ -214,16 +214,16 @@ def cache_add(alias: str, key: str, value: Any, timeout: float) -> bool:
     in one round trip on the direct connection where its connections allow one; whether the
     entry was absent (and now is `value` for `timeout` seconds)."""
     cache = caches[alias]
-    # No expiry, none left, or one under a millisecond: django-redis's own rules.
-    if not isinstance(cache, RedisCache) or not isinstance(timeout, int | float) or timeout < 0.001:
-        return bool(cache.add(key, value, timeout=timeout))
-    client = cache.client
-    direct = direct_redis(client.get_client(write=True))
+    client: Any = None
+    direct = None
+    # No expiry, none left, or one under a millisecond: left to django-redis's own rules.
+    if isinstance(cache, RedisCache) and isinstance(timeout, int | float) and timeout >= 0.001:
+        client = cache.client
+        direct = direct_redis(client.get_client(write=True))
     if direct is None:
         return bool(cache.add(key, value, timeout=timeout))
-    milliseconds = max(int(timeout * 1000), 1)
     (reply,) = direct.round_trip(
-        [("SET", client.make_key(key), client.encode(value), "NX", "PX", milliseconds)]
+        [("SET", client.make_key(key), client.encode(value), "NX", "PX", int(timeout * 1000))]
     )
     if isinstance(reply, Exception):
         raise reply

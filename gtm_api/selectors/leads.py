@@ -36,11 +36,21 @@ def lead_get(*, tenant: Tenant, lead_id: str, for_update: bool = False) -> Lead:
     return found[0]
 
 
-def _lead_by_id_json_query(shape: None, p: dict[str, str]) -> QuerySet[Lead, tuple[Any, ...]]:
+def _lead_json_here() -> bool:
+    """Whether the database writes `LeadOutput`'s JSON here and now (PostgreSQL, in UTC)."""
+    row = json_row(LeadOutput)
+    return connection.vendor == "postgresql" and row is not None and row.usable()
+
+
+def _lead_json_expressions() -> tuple[Any, ...]:
     row = json_row(LeadOutput)
     assert row is not None
+    return row.expressions
+
+
+def _lead_by_id_json_query(shape: None, p: dict[str, str]) -> QuerySet[Lead, tuple[Any, ...]]:
     return Lead.objects.filter(tenant_id=p["tenant_id"], pk=p["lead_id"]).values_list(
-        *row.expressions
+        *_lead_json_expressions()
     )
 
 
@@ -51,8 +61,7 @@ _LEAD_BY_ID_JSON = FixedQuery(Lead, ("tenant_id", "lead_id"), _lead_by_id_json_q
 def lead_text(*, tenant: Tenant, lead_id: str) -> JsonText | None:
     """The tenant's lead as `LeadOutput` renders it, written by the database (PostgreSQL), or
     `not_found`; None where the database cannot write it (then `lead_get` and the serializer)."""
-    row = json_row(LeadOutput)
-    if connection.vendor != "postgresql" or row is None or not row.usable():
+    if not _lead_json_here():
         return None
     found = _LEAD_BY_ID_JSON.tuples(tenant_id=tenant.pk, lead_id=lead_id)
     if not found:
@@ -75,8 +84,7 @@ def lead_list(
     filters = (email, external_id, stage, created_after, updated_after)
     if all(value is None for value in filters):
         if json_rows is None:
-            row = json_row(LeadOutput)
-            json_rows = connection.vendor == "postgresql" and row is not None and row.usable()
+            json_rows = _lead_json_here()
         return FixedPages(
             orm=partial(Lead.objects.filter, tenant_id=tenant.pk),
             fetch=partial(_lead_page, tenant_id=tenant.pk),
@@ -118,9 +126,9 @@ def _lead_page_versions_query(
 def _lead_page_json_query(
     shape: tuple[bool, str | None, int], p: dict[str, str]
 ) -> QuerySet[Lead, tuple[Any, ...]]:
-    row = json_row(LeadOutput)
-    assert row is not None
-    return _lead_page_versions_query(shape, p).values_list("id", "version", *row.expressions)
+    return _lead_page_versions_query(shape, p).values_list(
+        "id", "version", *_lead_json_expressions()
+    )
 
 
 # A page of a tenant's leads (`GET /v1/leads`, unfiltered), compiled once per page size and
