@@ -47,6 +47,8 @@ PATH = [
 # Whole seconds, trailing zeros and single microseconds: ISO 8601 renders each differently.
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 TICKS = [timedelta(0), timedelta(microseconds=120000), timedelta(microseconds=5)]
+# Text JSON writes as it is, escaped, or as the renderer alone escapes it (U+2028).
+NOTES = ["", "called\ttwice\x01 \u2028 \U0001f600", "bring the \u00bbcontract\u00ab"]
 
 
 def _at(hours: float, tick: int = 0) -> datetime:
@@ -125,7 +127,7 @@ def _rich_lead(tenant: Tenant, stage: str) -> Lead:
                 timezone="Europe/Berlin",
                 channel=["video", "phone", "in_person"][i],
                 location=["https://meet.example/x", "", "Unter den Linden 1, Berlin"][i],
-                notes=["", "called twice", "bring the \u00bbcontract\u00ab"][i],
+                notes=NOTES[i],
                 status=status,
             )
             _set(Appointment, appointment.pk, created_at=_at(3, i), updated_at=_at(4, i + 1))
