@@ -116,8 +116,9 @@ class WorkerHandle:
     def log(self) -> str:
         return self.log_path.read_text()
 
-    def wait_for(self, condition: Callable[[], Any], *, timeout: float = 30) -> Any:
-        """Poll `condition` until it is truthy; fail with the worker's log if it never is."""
+    def wait_for(self, condition: Callable[[], Any], *, timeout: float = 90) -> Any:
+        """Poll `condition` until it is truthy; fail with the worker's log if it never is. The
+        time allowed includes the worker's start, slow on a loaded machine."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = condition()

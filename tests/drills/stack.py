@@ -401,6 +401,16 @@ class Stack:
         """The gunicorn worker pid of every request answered so far, in order."""
         return [int(line.split()[0].strip("<>")) for line in self.access_log()]
 
+    def access_pids_after(self, answered: int, count: int) -> list[int]:
+        """The worker pids of the `count` requests answered after the first `answered`, once
+        their lines are in the access log: a sync worker writes it after sending the response."""
+        wait_until(
+            lambda: len(self.access_pids()) >= answered + count,
+            timeout=10,
+            what=f"{count} more lines in the access log",
+        )
+        return self.access_pids()[answered:]
+
     def start_worker(self, *, wait: bool = True) -> Process:
         self._workers_started += 1
         number = self._workers_started

@@ -70,6 +70,11 @@ def _retry_after_is_problem_503(response: httpx.Response) -> bool:
     )
 
 
+def _served_since(sent: list[Sent], reads: list[httpx.Response]) -> bool:
+    created = any(r.responses and r.responses[0].status_code == 201 for r in list(sent))
+    return created and any(r.status_code == 200 for r in list(reads))
+
+
 def test_requests_cut_off_by_a_database_restart_fail_cleanly_and_retry_exactly_once(
     private_stack: tuple[Stack, PrivatePostgres],
 ) -> None:
@@ -124,7 +129,13 @@ def test_requests_cut_off_by_a_database_restart_fail_cleanly_and_retry_exactly_o
         postgres.stop("immediate")  # a crash, then seconds of downtime and crash recovery
         time.sleep(2)
         postgres.start()
-        time.sleep(2)
+        since = len(sent), len(reads)
+        wait_until(
+            lambda: _served_since(sent[since[0] :], reads[since[1] :]),
+            timeout=30,
+            what="a write and a read answered after the restart",
+        )
+        time.sleep(0.5)
     finally:
         stop.set()
         for thread in threads:

@@ -132,7 +132,7 @@ def test_with_redis_down_the_api_serves_and_every_task_runs_once_it_is_back(
     outage = [listed, *created, replay, imported]
     # Promptly: an enqueue gives up after Celery's publish retries, it does not hang.
     slowest = max(r.elapsed.total_seconds() for r in outage)
-    assert slowest < 10, slowest
+    assert slowest < 20, slowest
     records = stack.log_records()
     messages = [r.get("message") for r in records]
     assert messages.count("rate limiter unavailable; failing open") == 8  # one per request

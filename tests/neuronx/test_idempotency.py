@@ -264,7 +264,7 @@ def test_a_stale_in_flight_claim_is_taken_over(alice):
 
 @pytest.mark.django_db
 def test_a_claim_just_inside_the_lock_window_is_not_taken_over(alice):
-    fresh = timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS - 5)
+    fresh = timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS - 30)
     _in_flight(alice, "slow", lead_body(), age=fresh)
     problem(
         alice.post("/v1/leads", lead_body(), idempotency_key="slow"), 409, "idempotency_key_in_use"
