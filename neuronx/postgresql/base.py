@@ -6,14 +6,21 @@ connection the server has closed (a restart, a crash, a terminated backend, an i
 has something to read on its socket: the server's last error, or the end of the stream. An idle
 connection in autocommit mode that is still open has nothing. So the check polls the socket, and
 only when something is there does it run Django's `SELECT 1`, which then decides.
+
+Its schema editor leaves out Django's second, pattern-matching index on text columns
+(`neuronx/postgresql/schema.py`).
 """
 
 import select
 
 from django.db.backends.postgresql import base
 
+from neuronx.postgresql.schema import DatabaseSchemaEditor
+
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    SchemaEditorClass = DatabaseSchemaEditor
+
     def is_usable(self) -> bool:
         connection = self.connection
         if connection is None or connection.closed or connection.broken:

@@ -1,6 +1,8 @@
 """The PostgreSQL backend's health check: no round trip for an open connection, and a
-connection the server has closed is found out and replaced before a request uses it."""
+connection the server has closed is found out and replaced before a request uses it. Its
+schema editor gives a text column one index, without Django's pattern-matching twin."""
 
+import importlib
 import os
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ import pytest
 from django.db import connection
 from django.db.utils import ConnectionHandler
 
+from neuronx.models import ApiKey, Tenant
 from neuronx.postgresql.base import DatabaseWrapper
 
 
@@ -75,3 +78,64 @@ def test_a_connection_the_server_closed_is_found_out_and_replaced(wrapper, admin
         (new_pid,) = cursor.fetchone()
     assert new_pid != pid
     assert wrapper.is_usable()
+
+
+@pytest.fixture
+def scratch_schema(wrapper: DatabaseWrapper) -> Iterator[str]:
+    """A schema of its own on the probe connection, first on its search path, dropped after."""
+    name = f"nx_schema_{os.getpid()}"
+    with wrapper.cursor() as cursor:
+        cursor.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        cursor.execute(f"CREATE SCHEMA {name}")
+        cursor.execute(f"SET search_path TO {name}")
+    try:
+        yield name
+    finally:
+        with wrapper.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA {name} CASCADE")
+            cursor.execute("RESET search_path")
+
+
+def _indexes(wrapper: DatabaseWrapper, schema: str) -> dict[str, str]:
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s", [schema])
+        return dict(cursor.fetchall())
+
+
+def test_text_columns_get_one_index_each_not_a_pattern_twin(wrapper, scratch_schema):
+    with wrapper.schema_editor(atomic=False) as editor:
+        editor.create_model(Tenant)
+        editor.create_model(ApiKey)
+    indexes = _indexes(wrapper, scratch_schema)
+    assert not [name for name, sql in indexes.items() if "_pattern_ops" in sql], indexes
+    # The indexes the columns need are all there: ids, the key prefix, the foreign key.
+    for table, column in (
+        ("neuronx_tenant", "id"),
+        ("neuronx_tenant", "slug"),
+        ("neuronx_apikey", "id"),
+        ("neuronx_apikey", "prefix"),
+        ("neuronx_apikey", "tenant_id"),
+    ):
+        index = f"{table} USING btree ({column})"
+        assert any(index in sql for sql in indexes.values()), (index, indexes)
+
+
+def test_the_migration_drops_the_pattern_twins_a_database_has(wrapper, scratch_schema):
+    drop = importlib.import_module("neuronx.migrations.0004_drop_pattern_indexes")
+    with wrapper.schema_editor(atomic=False) as editor:
+        editor.create_model(Tenant)
+        editor.execute("CREATE TABLE elsewhere (name varchar(20))")
+        for table, column in (("neuronx_tenant", "slug"), ("elsewhere", "name")):
+            editor.execute(
+                f"CREATE INDEX {table}_{column}_0_like ON {table} ({column} varchar_pattern_ops)"
+            )
+    with wrapper.schema_editor(atomic=False) as editor:
+        drop.drop_pattern_indexes(None, editor)
+    indexes = _indexes(wrapper, scratch_schema)
+    assert "neuronx_tenant_slug_0_like" not in indexes
+    assert "elsewhere_name_0_like" in indexes  # not a table of the product's
+    assert any("neuronx_tenant USING btree (slug)" in sql for sql in indexes.values())
+    if connection.vendor == "postgresql":  # the suite's own database, migrated
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexdef ~ '_pattern_ops'")
+            assert cursor.fetchone() == (0,)

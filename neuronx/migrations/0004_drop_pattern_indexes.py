@@ -1,0 +1,45 @@
+"""Drop the `varchar_pattern_ops` / `text_pattern_ops` twins of the product's indexes, which
+Django's PostgreSQL schema editor made and `neuronx.postgresql`'s no longer makes (see
+`neuronx/postgresql/schema.py`). PostgreSQL only; nothing to do elsewhere. Each index is dropped
+`CONCURRENTLY`, outside a transaction: writes to its table go on meanwhile."""
+
+from typing import Any
+
+from django.db import migrations
+
+
+def drop_pattern_indexes(apps: Any, schema_editor: Any) -> None:
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename ~ %s AND indexname ~ %s AND indexdef ~ %s",
+            [
+                "^(neuronx|gtm_api|consent|usage|webhooks)_",  # the product's tables
+                "_like$",
+                "(varchar|text)_pattern_ops",
+            ],
+        )
+        names = [name for (name,) in cursor.fetchall()]
+    for name in names:
+        schema_editor.execute(
+            f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}"
+        )
+
+
+class Migration(migrations.Migration):
+    atomic = False  # DROP INDEX CONCURRENTLY cannot run in a transaction
+
+    dependencies = [
+        ("neuronx", "0003_idempotency_path_text"),
+        ("gtm_api", "0004_lead_tenant_id_index"),
+        ("consent", "0001_initial"),
+        ("usage", "0001_initial"),
+        ("webhooks", "0002_subscriptions_deliveries"),
+    ]
+
+    operations = [
+        migrations.RunPython(drop_pattern_indexes, migrations.RunPython.noop, elidable=True),
+    ]
