@@ -1,6 +1,6 @@
 """Drop the `varchar_pattern_ops` / `text_pattern_ops` twins of the product's indexes, which
 Django's PostgreSQL schema editor made and `neuronx.postgresql`'s no longer makes (see
-`neuronx/postgresql/schema.py`). PostgreSQL only; nothing to do elsewhere. Each index is dropped
+`neuronx/postgresql/schema.py`), on the product's tables (Django's own `auth` tables keep theirs). PostgreSQL only; nothing to do elsewhere. Each index is dropped
 `CONCURRENTLY`, outside a transaction: writes to its table go on meanwhile."""
 
 from typing import Any
@@ -13,9 +13,14 @@ def drop_pattern_indexes(apps: Any, schema_editor: Any) -> None:
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
+        # Indexes only: one that backs a constraint is the constraint's to drop.
         cursor.execute(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND tablename ~ %s AND indexname ~ %s AND indexdef ~ %s",
+            "SELECT c.relname FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND t.relname ~ %s AND c.relname ~ %s "
+            "AND pg_get_indexdef(i.indexrelid) ~ %s "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
             [
                 "^(neuronx|gtm_api|consent|usage|webhooks)_",  # the product's tables
                 "_like$",

@@ -20,7 +20,8 @@ from neuronx.postgresql.base import DatabaseWrapper
 @pytest.fixture
 def postgres_url() -> str:
     """The suite's PostgreSQL, or (the embedded run) a server at 127.0.0.1 when one answers:
-    only connections are opened, no table is touched."""
+    its `postgres` database, where connections are opened and a scratch schema is made and
+    dropped (`scratch_schema`); none of its tables is touched."""
     if connection.vendor == "postgresql":
         settings = connection.settings_dict
         return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/postgres"
@@ -135,7 +136,19 @@ def test_the_migration_drops_the_pattern_twins_a_database_has(wrapper, scratch_s
     assert "neuronx_tenant_slug_0_like" not in indexes
     assert "elsewhere_name_0_like" in indexes  # not a table of the product's
     assert any("neuronx_tenant USING btree (slug)" in sql for sql in indexes.values())
-    if connection.vendor == "postgresql":  # the suite's own database, migrated
+
+
+@pytest.mark.django_db
+def test_the_migration_drops_concurrently_outside_a_transaction() -> None:
+    drop = importlib.import_module("neuronx.migrations.0004_drop_pattern_indexes")
+    # DROP INDEX CONCURRENTLY fails inside a transaction block.
+    assert drop.Migration.atomic is False
+    assert [op.atomic for op in drop.Migration.operations] == [None]  # the migration's: none
+    if connection.vendor == "postgresql":  # the suite's database, migrated by this backend
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexdef ~ '_pattern_ops'")
-            assert cursor.fetchone() == (0,)
+            cursor.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename ~ '^(neuronx|gtm_api|consent|usage|webhooks)_' "
+                "AND indexdef ~ '_pattern_ops'"
+            )
+            assert cursor.fetchall() == []

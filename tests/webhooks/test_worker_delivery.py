@@ -30,16 +30,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def worker_env(settings, monkeypatch):
     """Short leases and no sweep grace, in this process and in the workers it starts. A lease
-    outlasts any one attempt on a loaded machine: a sweep must not retake a live attempt."""
+    outlasts any one attempt (`WEBHOOK_TIMEOUT_SECONDS`, 15 s): a sweep must not retake a live
+    one, however slow the machine."""
     for name, value in {
-        "WEBHOOK_DELIVERY_LEASE_SECONDS": "5",
+        "WEBHOOK_DELIVERY_LEASE_SECONDS": "20",
         "WEBHOOK_SWEEP_GRACE_SECONDS": "0",
         "WEBHOOK_RETRY_SCHEDULE": "1,1,1",
         "WEBHOOK_RETRY_JITTER_PERCENT": "0",
     }.items():
         monkeypatch.setenv(name, value)
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
-    settings.WEBHOOK_DELIVERY_LEASE_SECONDS = 5
+    settings.WEBHOOK_DELIVERY_LEASE_SECONDS = 20
     settings.WEBHOOK_SWEEP_GRACE_SECONDS = 0
     return settings
 
