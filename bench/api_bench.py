@@ -123,6 +123,8 @@ def start_server(
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",
+        "python:neuronx.gunicorn_conf",
         "neuronx.wsgi",
         "--bind",
         f"127.0.0.1:{port}",

@@ -349,6 +349,8 @@ class Stack:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "--config",
+                "python:neuronx.gunicorn_conf",
                 "neuronx.wsgi",
                 "--bind",
                 f"127.0.0.1:{self.port}",

@@ -162,7 +162,7 @@ def test_an_authentication_failure_does_not_consume_the_key(alice, anonymous):
 
 @pytest.mark.django_db
 def test_a_long_request_target_is_not_a_server_fault(alice):
-    # Servers in front of us accept request lines up to ~4 KiB (gunicorn: 4094 bytes).
+    # The server lets request lines of up to 8 KiB through (`neuronx.gunicorn_conf`).
     target = "/v1/leads?utm=" + "a" * 3000
     first = alice.post(target, lead_body(), idempotency_key="long")
     assert first.status_code < 500, first.content
