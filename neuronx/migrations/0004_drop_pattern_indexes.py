@@ -1,11 +1,15 @@
 """Drop the `varchar_pattern_ops` / `text_pattern_ops` twins of the product's indexes, which
 Django's PostgreSQL schema editor made and `neuronx.postgresql`'s no longer makes (see
-`neuronx/postgresql/schema.py`), on the product's tables (Django's own `auth` tables keep theirs). PostgreSQL only; nothing to do elsewhere. Each index is dropped
-`CONCURRENTLY`, outside a transaction: writes to its table go on meanwhile."""
+`neuronx/postgresql/schema.py`), on the product's tables (Django's own `auth` tables keep
+theirs). PostgreSQL only; nothing to do elsewhere. Each index is dropped `CONCURRENTLY`, outside
+a transaction: writes to its table go on meanwhile."""
 
 from typing import Any
 
 from django.db import migrations
+
+PRODUCT_TABLES = "^(neuronx|gtm_api|consent|usage|webhooks)_"  # table names, as a regex
+PATTERN_OPS = "(varchar|text)_pattern_ops"  # in an index's definition
 
 
 def drop_pattern_indexes(apps: Any, schema_editor: Any) -> None:
@@ -21,11 +25,7 @@ def drop_pattern_indexes(apps: Any, schema_editor: Any) -> None:
             "WHERE n.nspname = current_schema() AND t.relname ~ %s AND c.relname ~ %s "
             "AND pg_get_indexdef(i.indexrelid) ~ %s "
             "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
-            [
-                "^(neuronx|gtm_api|consent|usage|webhooks)_",  # the product's tables
-                "_like$",
-                "(varchar|text)_pattern_ops",
-            ],
+            [PRODUCT_TABLES, "_like$", PATTERN_OPS],
         )
         names = [name for (name,) in cursor.fetchall()]
     for name in names:

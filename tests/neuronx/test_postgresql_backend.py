@@ -148,7 +148,7 @@ def test_the_migration_drops_concurrently_outside_a_transaction() -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-                "AND tablename ~ '^(neuronx|gtm_api|consent|usage|webhooks)_' "
-                "AND indexdef ~ '_pattern_ops'"
+                "AND tablename ~ %s AND indexdef ~ %s",
+                [drop.PRODUCT_TABLES, drop.PATTERN_OPS],
             )
             assert cursor.fetchall() == []
