@@ -261,6 +261,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.tasks.outbox_sweep",
         "schedule": float(env_int("WEBHOOK_SWEEP_INTERVAL_SECONDS", 60)),
     },
+    "webhooks-log-purge": {
+        "task": "webhooks.tasks.log_purge",
+        "schedule": 3600.0,
+    },
 }
 
 # Active API keys (with their tenant) are kept this long in the shared cache, so requests need
@@ -334,6 +338,9 @@ WEBHOOK_COUNTDOWN_MAX_SECONDS = env_int("WEBHOOK_COUNTDOWN_MAX_SECONDS", 300)
 # The sweep (CELERY_BEAT_SCHEDULE, every WEBHOOK_SWEEP_INTERVAL_SECONDS) re-enqueues events and
 # deliveries whose own enqueue is this overdue.
 WEBHOOK_SWEEP_GRACE_SECONDS = env_int("WEBHOOK_SWEEP_GRACE_SECONDS", 15)
+# Finished deliveries (with their attempts), and events no delivery still needs, are deleted
+# this many days after they finished (CELERY_BEAT_SCHEDULE, hourly); 0 keeps them forever.
+WEBHOOK_LOG_RETENTION_DAYS = env_int("WEBHOOK_LOG_RETENTION_DAYS", 30)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

@@ -128,6 +128,8 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"]),
             models.Index(fields=["subscription", "id"]),
+            # The log's retention purge (webhooks/retention.py).
+            models.Index(fields=["finished_at"]),
         ]
 
     def __str__(self) -> str:

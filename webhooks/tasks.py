@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache
 
 from neuronx.redis_direct import cache_add
-from webhooks import delivery, dispatch
+from webhooks import delivery, dispatch, retention
 
 logger = logging.getLogger("webhooks.tasks")
 
@@ -53,6 +53,12 @@ def deliveries_attempt(delivery_ids: list[str]) -> int:
 def outbox_sweep() -> dict[str, int]:
     """Dispatch and enqueue whatever an enqueue missed (celery beat, every minute)."""
     return dispatch.outbox_sweep()
+
+
+@shared_task(name="webhooks.tasks.log_purge")
+def log_purge() -> dict[str, int]:
+    """Delete deliveries and events past WEBHOOK_LOG_RETENTION_DAYS (celery beat, hourly)."""
+    return retention.webhook_log_purge()
 
 
 def _eager() -> bool:

@@ -1,0 +1,73 @@
+"""How long the delivery log and the outbox are kept.
+
+A finished delivery (succeeded, failed, canceled or skipped) is deleted with its attempts
+WEBHOOK_LOG_RETENTION_DAYS after it finished; an event once it was dispatched that long ago and
+no delivery of it is left. Nothing pending is ever deleted: an undispatched event, a delivery
+still being retried, or one redelivered since, stays until it finishes and its own period ends.
+Event payloads carry the leads' contact details, so they are not kept longer than the log that
+explains them.
+"""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from webhooks.models import Delivery, DeliveryStatus, Event
+
+# Rows deleted per transaction, so a large backlog never holds many locks for long.
+PURGE_BATCH = 1000
+
+
+def webhook_log_purge(*, now: datetime | None = None, batch: int = PURGE_BATCH) -> dict[str, int]:
+    """Delete what is past its retention (celery beat, hourly); returns how many deliveries and
+    events went. Safe beside live traffic and beside another purge: rows are taken under a row
+    lock (rows locked elsewhere are left for the next run), and a redelivery that reaches a
+    delivery first keeps it (it is pending again), one that comes after finds it gone (404)."""
+    days = settings.WEBHOOK_LOG_RETENTION_DAYS
+    if days <= 0:
+        return {"deliveries": 0, "events": 0}
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    return {
+        "deliveries": _in_batches(_deliveries_purge, cutoff=cutoff, batch=batch),
+        "events": _in_batches(_events_purge, cutoff=cutoff, batch=batch),
+    }
+
+
+def _in_batches(purge: Callable[..., int], *, cutoff: datetime, batch: int) -> int:
+    total = 0
+    while True:
+        deleted = purge(cutoff=cutoff, batch=batch)
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+@transaction.atomic
+def _deliveries_purge(*, cutoff: datetime, batch: int) -> int:
+    ids = list(
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(finished_at__lt=cutoff)
+        .exclude(status=DeliveryStatus.PENDING)
+        .values_list("id", flat=True)[:batch]
+    )
+    if ids:
+        Delivery.objects.filter(pk__in=ids).delete()  # and their attempts
+    return len(ids)
+
+
+@transaction.atomic
+def _events_purge(*, cutoff: datetime, batch: int) -> int:
+    # `dispatched_at` (indexed) rather than `created_at`: an event is dispatched after it is made.
+    ids = list(
+        Event.objects.select_for_update(skip_locked=True)
+        .filter(dispatched_at__lt=cutoff)
+        .filter(~Exists(Delivery.objects.filter(event_id=OuterRef("pk"))))
+        .values_list("id", flat=True)[:batch]
+    )
+    if ids:
+        Event.objects.filter(pk__in=ids).delete()
+    return len(ids)
