@@ -8,6 +8,7 @@ Event payloads carry the leads' contact details, so they are not kept longer tha
 explains them.
 """
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -18,31 +19,40 @@ from django.utils import timezone
 
 from webhooks.models import Delivery, DeliveryStatus, Event
 
-# Rows deleted per transaction, so a large backlog never holds many locks for long.
+# Deliveries (with their attempts) or events deleted per transaction, so a large backlog never
+# holds many locks for long; and how long one run may go on before leaving the rest to the
+# next, so that a first run on a large log does not keep a worker from deliveries for long.
 PURGE_BATCH = 1000
+PURGE_SECONDS = 300.0
 
 
-def webhook_log_purge(*, now: datetime | None = None, batch: int = PURGE_BATCH) -> dict[str, int]:
+def webhook_log_purge(
+    *, now: datetime | None = None, batch: int = PURGE_BATCH, seconds: float = PURGE_SECONDS
+) -> dict[str, int]:
     """Delete what is past its retention (celery beat, hourly); returns how many deliveries and
-    events went. Safe beside live traffic and beside another purge: rows are taken under a row
-    lock (rows locked elsewhere are left for the next run), and a redelivery that reaches a
-    delivery first keeps it (it is pending again), one that comes after finds it gone (404)."""
+    events went. Safe beside live traffic and beside another purge: a delivery is taken under
+    its row lock and one locked elsewhere is left for the next run, so a redelivery that
+    reaches a delivery first keeps it (it is pending again) and one that comes after finds it
+    gone (404). Whoever deletes deliveries and their attempts locks the deliveries first
+    (`subscription_delete` too), so two deletions never wait for each other in a circle."""
+    assert batch > 0
     days = settings.WEBHOOK_LOG_RETENTION_DAYS
     if days <= 0:
         return {"deliveries": 0, "events": 0}
     cutoff = (now or timezone.now()) - timedelta(days=days)
+    deadline = time.monotonic() + seconds
     return {
-        "deliveries": _in_batches(_deliveries_purge, cutoff=cutoff, batch=batch),
-        "events": _in_batches(_events_purge, cutoff=cutoff, batch=batch),
+        "deliveries": _in_batches(_deliveries_purge, cutoff=cutoff, batch=batch, until=deadline),
+        "events": _in_batches(_events_purge, cutoff=cutoff, batch=batch, until=deadline),
     }
 
 
-def _in_batches(purge: Callable[..., int], *, cutoff: datetime, batch: int) -> int:
+def _in_batches(purge: Callable[..., int], *, cutoff: datetime, batch: int, until: float) -> int:
     total = 0
     while True:
         deleted = purge(cutoff=cutoff, batch=batch)
         total += deleted
-        if deleted < batch:
+        if deleted < batch or time.monotonic() >= until:
             return total
 
 
@@ -55,7 +65,7 @@ def _deliveries_purge(*, cutoff: datetime, batch: int) -> int:
         .values_list("id", flat=True)[:batch]
     )
     if ids:
-        Delivery.objects.filter(pk__in=ids).delete()  # and their attempts
+        Delivery.objects.filter(pk__in=ids).only("pk").delete()  # and their attempts
     return len(ids)
 
 
@@ -69,5 +79,5 @@ def _events_purge(*, cutoff: datetime, batch: int) -> int:
         .values_list("id", flat=True)[:batch]
     )
     if ids:
-        Event.objects.filter(pk__in=ids).delete()
+        Event.objects.filter(pk__in=ids).only("pk").delete()  # not their payloads
     return len(ids)

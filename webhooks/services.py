@@ -158,7 +158,18 @@ def subscription_update(
 @transaction.atomic
 def subscription_delete(*, actor: Actor, subscription_id: str) -> None:
     """Delete the subscription with its delivery log; nothing more is sent to it."""
-    subscription_get(tenant=actor.tenant, subscription_id=subscription_id, for_update=True).delete()
+    subscription = subscription_get(
+        tenant=actor.tenant, subscription_id=subscription_id, for_update=True
+    )
+    # Its deliveries locked before their attempts are deleted, in the order the log's purge
+    # takes them (webhooks/retention.py): otherwise each could wait for the other.
+    list(
+        Delivery.objects.select_for_update()
+        .filter(subscription=subscription)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    subscription.delete()
 
 
 @transaction.atomic
@@ -262,7 +273,8 @@ def delivery_redeliver(*, actor: Actor, subscription_id: str, delivery_id: str) 
 
 
 def deliveries_cancel(*, subscription: WebhookSubscription, note: str) -> int:
-    """Cancel the subscription's pending deliveries (it was disabled); they stay redeliverable."""
+    """Cancel the subscription's pending deliveries (it was disabled); they stay redeliverable
+    until the log's retention period (WEBHOOK_LOG_RETENTION_DAYS) ends."""
     return Delivery.objects.filter(subscription=subscription, status=DeliveryStatus.PENDING).update(
         status=DeliveryStatus.CANCELED,
         note=note,

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.conftest import problem
@@ -61,17 +62,35 @@ def test_finished_deliveries_go_with_their_attempts_and_events_after_the_period(
     Delivery.objects.filter(pk=retrying.pk).update(
         status=DeliveryStatus.PENDING, finished_at=None, next_attempt_at=timezone.now()
     )
+    # Sent to two subscriptions: the event stays while either delivery does.
+    shared = finished(alice, ours, days_ago=DAYS + 1)
+    sibling = Delivery.objects.create(
+        tenant=alice.tenant,
+        subscription_id=subscribe(alice, receiver.url("/other"), ["*"])["id"],
+        event_id=shared.event_id,
+        event_type=shared.event_type,
+        status=DeliveryStatus.SUCCEEDED,
+        finished_at=timezone.now() - timedelta(days=1),
+    )
     long_ago = timezone.now() - timedelta(days=DAYS + 10)
-    # Dispatched long ago with no delivery (nothing wanted it then): nothing needs it now.
-    unwanted = publish(alice, "payment.verified")
-    Event.objects.filter(pk=unwanted.pk).update(created_at=long_ago, dispatched_at=long_ago)
+    # Dispatched with no delivery (the events below were never fanned out: their dispatch
+    # is set by hand): nothing needs the old one; the recent one is kept for its period.
+    unsent = publish(alice)
+    Event.objects.filter(pk=unsent.pk).update(created_at=long_ago, dispatched_at=long_ago)
+    recent = timezone.now() - timedelta(days=DAYS - 1)
+    unsent_recently = publish(alice)
+    Event.objects.filter(pk=unsent_recently.pk).update(created_at=recent, dispatched_at=recent)
     # Never dispatched (its hand-off was lost, the sweep has yet to run): never purged.
     undispatched = publish(alice)
     Event.objects.filter(pk=undispatched.pk).update(created_at=long_ago)
 
-    assert webhook_log_purge() == {"deliveries": 5, "events": 6}
+    assert webhook_log_purge() == {"deliveries": 6, "events": 6}
 
-    assert set(Delivery.objects.values_list("id", flat=True)) == {kept.pk, retrying.pk}
+    assert set(Delivery.objects.values_list("id", flat=True)) == {
+        kept.pk,
+        retrying.pk,
+        sibling.pk,
+    }
     assert set(DeliveryAttempt.objects.values_list("delivery_id", flat=True)) == {
         kept.pk,
         retrying.pk,
@@ -79,6 +98,8 @@ def test_finished_deliveries_go_with_their_attempts_and_events_after_the_period(
     assert set(Event.objects.values_list("id", flat=True)) == {
         kept.event_id,
         retrying.event_id,
+        shared.event_id,
+        unsent_recently.pk,
         undispatched.pk,
     }
     assert webhook_log_purge() == {"deliveries": 0, "events": 0}  # nothing more to do
@@ -116,6 +137,27 @@ def test_a_backlog_is_purged_in_batches(alice, receiver):
         finished(alice, subscription, days_ago=DAYS + 1)
     assert webhook_log_purge(batch=2) == {"deliveries": 5, "events": 5}
     assert not Delivery.objects.exists() and not Event.objects.exists()
+
+
+def test_a_run_stops_after_its_time_and_the_next_carries_on(alice, receiver):
+    subscription = subscribe(alice, receiver.url(), ["*"])
+    for _ in range(3):
+        finished(alice, subscription, days_ago=DAYS + 1)
+    # Out of time after the first batch of each kind; each run still makes progress.
+    assert webhook_log_purge(batch=2, seconds=0) == {"deliveries": 2, "events": 2}
+    assert webhook_log_purge(batch=2, seconds=0) == {"deliveries": 1, "events": 1}
+    assert webhook_log_purge(batch=2, seconds=0) == {"deliveries": 0, "events": 0}
+
+
+def test_a_purge_reads_ids_not_payloads(alice, receiver):
+    subscription = subscribe(alice, receiver.url(), ["*"])
+    for _ in range(20):
+        finished(alice, subscription, days_ago=DAYS + 1)
+    with CaptureQueriesContext(connection) as queries:
+        assert webhook_log_purge() == {"deliveries": 20, "events": 20}
+    sql = [query["sql"] for query in queries]
+    assert not any('"webhooks_event"."data"' in statement for statement in sql), sql
+    assert len(sql) <= 20, sql  # a fixed number per batch, not one per row
 
 
 def test_the_period_is_a_setting_and_zero_keeps_everything(alice, receiver, settings):

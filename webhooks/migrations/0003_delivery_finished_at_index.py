@@ -11,6 +11,9 @@ INDEX = models.Index(fields=["finished_at"], name="webhooks_de_finishe_01e236_id
 def add_index(apps: Any, schema_editor: Any) -> None:
     model = apps.get_model("webhooks", "Delivery")
     if schema_editor.connection.vendor == "postgresql":
+        # A build that failed half-way leaves an invalid index of that name behind.
+        name = schema_editor.quote_name(INDEX.name)
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
         schema_editor.add_index(model, INDEX, concurrently=True)
     else:
         schema_editor.add_index(model, INDEX)
