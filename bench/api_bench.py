@@ -36,6 +36,7 @@ deleted at the end.
 """
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -61,6 +62,7 @@ from api_bench_data import (  # noqa: E402
     CREATED_SOURCE,
     analyze,
     cleanup,
+    created_count,
     lead_count,
     load,
     sample_ids,
@@ -272,23 +274,17 @@ def main() -> int:
         )
         for sizes in [(("10k", small_key), ("1M", large_key))]
     ]
-    groups.append(
-        [
-            baseline,
-            Phase(
-                "POST /v1/leads (1M)",
-                lambda i: http_request(
-                    "POST",
-                    "/v1/leads",
-                    large_key,
-                    create_body(run, i),
-                    Idempotency_Key=f"bench-{run}-{i}",
-                ),
-                201,
-                CREATE_TARGET,
-            ),
-        ]
-    )
+    # One numbering for every create of the run (warm-up and slices alike): each request is a
+    # new lead under a new idempotency key, never the replay of an earlier one.
+    creates = itertools.count()
+
+    def create(_: int) -> bytes:
+        n = next(creates)
+        return http_request(
+            "POST", "/v1/leads", large_key, create_body(run, n), Idempotency_Key=f"bench-{run}-{n}"
+        )
+
+    groups.append([baseline, Phase("POST /v1/leads (1M)", create, 201, CREATE_TARGET)])
     if args.only:
         groups = [group for group in groups if any(args.only in p.name for p in group[1:])]
 
@@ -327,6 +323,8 @@ def main() -> int:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     server_errors = sum(1 for line in log.read_text().splitlines() if '"level": "ERROR"' in line)
+    sent = next(creates)
+    made = created_count(large)
     cleanup([small, large])
 
     results = {key: Result.merged(parts) for key, parts in slices.items()}
@@ -374,7 +372,9 @@ def main() -> int:
         )
         if not scales:
             missed.append(f"{name} 1M/10k")
-    if wrong or server_errors:
+    if sent:
+        print(f"\nPOST /v1/leads: {sent} requests sent, {made} leads created")
+    if wrong or server_errors or made != sent:
         print(f"\nunexpected statuses: {wrong}; errors in the server log: {server_errors} ({log})")
         return 1
     # The verdict of the run, and its exit status: 0 only when every target printed is met.

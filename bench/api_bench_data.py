@@ -222,6 +222,16 @@ def lead_count(tenant: Tenant) -> int:
         return int(cursor.fetchone()[0])
 
 
+def created_count(tenant: Tenant) -> int:
+    """The leads the bench's own `POST /v1/leads` made in the tenant (deleted by `cleanup`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM gtm_api_lead WHERE tenant_id = %s AND source = %s",
+            [tenant.pk, CREATED_SOURCE],
+        )
+        return int(cursor.fetchone()[0])
+
+
 def load(wanted: list[tuple[Tenant, int, int]]) -> None:
     """Replace every lead with `count` generated ones per tenant, and their history.
 
