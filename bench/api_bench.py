@@ -12,7 +12,8 @@ In one run it
    COPYed straight into the leads table — created over two years, ids minted from their
    creation time as the API mints them, spread over the stages — plus the history each
    lead's stage implies (stage transitions, qualification, assignment, appointment, payment,
-   consent records), then ANALYZEs;
+   consent records), then ANALYZEs; and reads them, with their indexes, into memory
+   (`pg_prewarm`), as a database server's working set would be;
 2. starts gunicorn (`neuronx.wsgi`, sync workers, as the README deploys it) on loopback with
    the production settings plus one `/bench/constant` view (`bench.api_bench_settings`), on the
    PostgreSQL database, Redis cache and Redis broker of the environment (no Celery worker: the
@@ -65,6 +66,7 @@ from api_bench_data import (  # noqa: E402
     created_count,
     lead_count,
     load,
+    prewarm,
     sample_ids,
     tenant_with_key,
 )
@@ -248,6 +250,8 @@ def main() -> int:
         load(wanted)
         analyze()
     pools = {SMALL: sample_ids(small, args.sample), LARGE: sample_ids(large, args.sample)}
+    megabytes, seconds = prewarm()
+    print(f"{megabytes:,} MB of leads, history and indexes read into memory in {seconds:.1f} s")
     print(f"data ready in {time.perf_counter() - started:.1f} s", flush=True)
     connection.close()
 

@@ -22,6 +22,7 @@ from neuronx.management.commands.generate_docs import declared_operations
 from neuronx.models import RATE_CLASSES, SCOPES
 from neuronx.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from neuronx.schema import EXTENSION
+from neuronx.traceability import node_id_exists
 from usage.models import DIMENSIONS
 
 DOCS = Path(settings.BASE_DIR) / "docs"
@@ -152,6 +153,9 @@ def test_curl_examples_call_real_operations_the_way_the_api_requires():
         sends_body = " -d " in command or " -F " in command
         method = explicit[1] if explicit else ("POST" if sends_body else "GET")
         path = url[1]
+        if path in ("/healthz", "/readyz"):  # the deployment probes: outside /v1/, no key
+            assert method == "GET" and resolve(path), command
+            continue
         assert _operation_for(method, path), command
         if path.startswith(("/v1/schema", "/v1/docs")):
             continue
@@ -234,3 +238,27 @@ def test_reference_numbers_match_the_code():
     _default("MAX_JSON_BODY_BYTES")
     assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == 1_048_576
     assert "a JSON body over 1 MiB" in api
+
+
+# Hand-written pages and the README name the tests that prove what they say: `tests/…/x.py`,
+# or `tests/…/x.py::test_name` (also with a `::test_a`/`::test_b` list in prose).
+TEST_REFERENCE = re.compile(r"tests/[A-Za-z0-9_/]+\.py(?:::[A-Za-z0-9_]+(?:::[A-Za-z0-9_]+)?)?")
+
+
+def test_every_test_the_docs_name_exists():
+    root = Path(settings.BASE_DIR)
+    pages = {name: read(name) for name in HAND_WRITTEN}
+    pages["README.md"] = (root / "README.md").read_text(encoding="utf-8")
+    named = {
+        (page, reference)
+        for page, text in pages.items()
+        for reference in TEST_REFERENCE.findall(text)
+    }
+    assert {page for page, _ in named} >= {"security.md", "faults.md", "performance.md"}
+    missing = sorted(
+        (page, reference)
+        for page, reference in named
+        if not (root / reference.partition("::")[0]).is_file()
+        or ("::" in reference and not node_id_exists(reference, root))
+    )
+    assert missing == []

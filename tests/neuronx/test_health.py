@@ -27,6 +27,7 @@ def test_readyz_is_a_503_problem_when_a_dependency_is_down(monkeypatch):
     response = Client().get("/readyz")
     assert response.status_code == 503
     assert response["Content-Type"] == "application/problem+json"
+    assert response["Retry-After"] == "5"
     body = response.json()
     assert body["code"] == "service_unavailable"
     assert body["checks"]["cache"] == {
