@@ -63,7 +63,6 @@ from api_bench_data import (  # noqa: E402
     CREATED_SOURCE,
     analyze,
     cleanup,
-    created_count,
     lead_count,
     load,
     prewarm,
@@ -328,7 +327,7 @@ def main() -> int:
         server.wait(timeout=60)
     server_errors = sum(1 for line in log.read_text().splitlines() if '"level": "ERROR"' in line)
     sent = next(creates)
-    made = created_count(large)
+    made = lead_count(large, source=CREATED_SOURCE)
     cleanup([small, large])
 
     results = {key: Result.merged(parts) for key, parts in slices.items()}

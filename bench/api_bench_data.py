@@ -216,19 +216,14 @@ def tenant_with_key(slug: str) -> tuple[Tenant, str]:
 UNLIMITED = "1000000/m"
 
 
-def lead_count(tenant: Tenant) -> int:
+def lead_count(tenant: Tenant, *, source: str | None = None) -> int:
+    """The tenant's leads; with `source`, only those (the bench's own creates: CREATED_SOURCE)."""
+    query = "SELECT count(*) FROM gtm_api_lead WHERE tenant_id = %s"
+    params = [tenant.pk]
+    if source is not None:
+        query, params = query + " AND source = %s", [*params, source]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM gtm_api_lead WHERE tenant_id = %s", [tenant.pk])
-        return int(cursor.fetchone()[0])
-
-
-def created_count(tenant: Tenant) -> int:
-    """The leads the bench's own `POST /v1/leads` made in the tenant (deleted by `cleanup`)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM gtm_api_lead WHERE tenant_id = %s AND source = %s",
-            [tenant.pk, CREATED_SOURCE],
-        )
+        cursor.execute(query, params)
         return int(cursor.fetchone()[0])
 
 
